@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { dirname } from 'node:path';
+import { ConfigError, loadConfig, sqlitePath } from '../config/config.js';
+import { startServer } from '../server/start-server.js';
+import { migrateSqlite, openSqliteConnection } from '../storage/sqlite/open-sqlite.js';
+import { loadMasterKey } from '../secrets/master-key.js';
+import { SecretBox } from '../secrets/secret-box.js';
+import { openStorage } from '../storage/open-storage.js';
+import { generateApiKey, hashApiKey } from '../api/plugins/authenticate.js';
+import { HOOKRELAY_VERSION } from '../core/version.js';
+
+const USAGE = `hookrelay ${HOOKRELAY_VERSION}
+
+Usage:
+  hookrelay [serve]                 start the API and the dispatcher (default)
+  hookrelay migrate                 apply pending database migrations and exit
+  hookrelay api-key create [--name NAME]
+                                    create an admin API key and print it once
+  hookrelay --help | --version
+
+Settings come from environment variables (see README: Configuration).`;
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { name: { type: 'string' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } },
+  });
+  if (values.help) return print(USAGE);
+  if (values.version) return print(HOOKRELAY_VERSION);
+  const [command = 'serve', sub] = positionals;
+  const config = loadConfig();
+  switch (command) {
+    case 'serve': {
+      const server = await startServer(config);
+      if (server.initialApiKey) process.stdout.write(`\nYour first API key (also in ${dirname(sqlitePath(config.databaseUrl))}/initial-api-key):\n  ${server.initialApiKey}\n\n`);
+      await new Promise<void>((resolve) => {
+        const shutdown = () => resolve();
+        process.once('SIGTERM', shutdown);
+        process.once('SIGINT', shutdown);
+      });
+      await server.close();
+      return 0;
+    }
+    case 'migrate': {
+      const connection = openSqliteConnection({ path: sqlitePath(config.databaseUrl), syncCommit: true });
+      const applied = migrateSqlite(connection);
+      connection.close();
+      return print(applied.length ? `applied migrations: ${applied.join(', ')}` : 'database is up to date');
+    }
+    case 'api-key': {
+      if (sub !== 'create') return fail(USAGE);
+      const masterKey = loadMasterKey(config.masterKey, `${dirname(sqlitePath(config.databaseUrl))}/master.key`);
+      const storage = openStorage({ databaseUrl: config.databaseUrl, syncCommit: true, secretBox: new SecretBox(masterKey) });
+      const key = generateApiKey();
+      await storage.apiKeys.create(values.name ?? 'cli', hashApiKey(key));
+      await storage.close();
+      return print(key);
+    }
+    default:
+      return fail(`unknown command "${command}"\n\n${USAGE}`);
+  }
+}
+
+function print(text: string): number {
+  process.stdout.write(text + '\n');
+  return 0;
+}
+
+function fail(text: string): number {
+  process.stderr.write(text + '\n');
+  return 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`hookrelay: ${error.message}\n`);
+      process.exit(78);
+    }
+    process.stderr.write(`hookrelay: ${(error as Error).stack ?? String(error)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,157 @@
+import { readFileSync } from 'node:fs';
+import { DEFAULT_RETRY_SCHEDULE_MS } from '../retry/retry-schedule.js';
+import { parseCidrList, type Cidr } from '../transport/ssrf/cidr.js';
+import { ConfigError } from './config-error.js';
+
+export { ConfigError };
+
+/** The whole typed configuration. Every field comes from one setting in SETTINGS below. */
+export interface HookrelayConfig {
+  port: number;
+  host: string;
+  databaseUrl: string;
+  /** When set, accepted as an admin bearer token besides the keys stored in the database. */
+  apiKey: string | null;
+  ssrfAllow: Cidr[];
+  requireHttps: boolean;
+  retryScheduleMs: number[];
+  requestTimeoutMs: number;
+  maxPayloadBytes: number;
+  /** base64 of 32 bytes; null means "read or create the key file in the data directory". */
+  masterKey: string | null;
+  /** fsync every commit (SQLite synchronous=FULL): a 202 then survives power loss, not only a crash. */
+  syncCommit: boolean;
+  sendSvixHeaders: boolean;
+  endpointConcurrency: number;
+  dispatcherConcurrency: number;
+  leaseMs: number;
+  secretRotationGraceMs: number;
+  idempotencyTtlMs: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Run the dispatcher in a worker thread (default) so SQLite calls never block the API's event loop. */
+  dispatcherThread: boolean;
+}
+
+type Parser<T> = (raw: string, setting: string) => T;
+
+const integer = (min: number, max: number): Parser<number> => (raw, setting) => {
+  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(setting, `expected an integer, got "${raw}"`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new ConfigError(setting, `expected a value from ${min} to ${max}, got ${value}`);
+  return value;
+};
+
+const boolean: Parser<boolean> = (raw, setting) => {
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off', ''].includes(v)) return false;
+  throw new ConfigError(setting, `expected true or false, got "${raw}"`);
+};
+
+const text: Parser<string> = (raw) => raw;
+
+const databaseUrl: Parser<string> = (raw, setting) => {
+  if (raw.startsWith('sqlite:') || raw.startsWith('postgres://') || raw.startsWith('postgresql://')) return raw;
+  throw new ConfigError(setting, `expected sqlite:<path> or postgres://..., got "${raw}"`);
+};
+
+const durationList: Parser<number[]> = (raw, setting) => {
+  const parts = raw.split(',').map((p) => p.trim()).filter(Boolean);
+  if (parts.length === 0) throw new ConfigError(setting, 'expected a comma-separated list of durations such as "0,5s,5m,30m,2h"');
+  return parts.map((part) => parseDuration(part, setting));
+};
+
+function parseDuration(part: string, setting: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(part);
+  if (!match) throw new ConfigError(setting, `"${part}" is not a duration (use 500ms, 5s, 5m, 2h or plain seconds)`);
+  const unit = match[2] ?? 's';
+  const factor = unit === 'ms' ? 1 : unit === 's' ? 1_000 : unit === 'm' ? 60_000 : 3_600_000;
+  return Math.round(Number(match[1]) * factor);
+}
+
+const duration: Parser<number> = (raw, setting) => parseDuration(raw.trim(), setting);
+
+const masterKey: Parser<string> = (raw, setting) => {
+  const bytes = Buffer.from(raw, 'base64');
+  if (bytes.length !== 32) throw new ConfigError(setting, 'expected 32 bytes encoded as base64 (openssl rand -base64 32)');
+  return raw;
+};
+
+const logLevel: Parser<HookrelayConfig['logLevel']> = (raw, setting) => {
+  const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+  const found = levels.find((l) => l === raw);
+  if (!found) throw new ConfigError(setting, `expected one of ${levels.join(', ')}, got "${raw}"`);
+  return found;
+};
+
+interface Setting<K extends keyof HookrelayConfig> {
+  key: K;
+  env: string;
+  parse: Parser<NonNullable<HookrelayConfig[K]>>;
+  default: HookrelayConfig[K];
+  doc: string;
+}
+
+const setting = <K extends keyof HookrelayConfig>(s: Setting<K>): Setting<K> => s;
+
+/** The single list of settings: the README's configuration reference is generated from the same docs. */
+export const SETTINGS = [
+  setting({ key: 'port', env: 'PORT', parse: integer(0, 65535), default: 8080, doc: 'HTTP port of the API' }),
+  setting({ key: 'host', env: 'HOST', parse: text, default: '127.0.0.1', doc: 'Interface the API listens on' }),
+  setting({ key: 'databaseUrl', env: 'HOOKRELAY_DATABASE_URL', parse: databaseUrl, default: 'sqlite:./data/hookrelay.db', doc: 'sqlite:<path> (postgres:// is planned)' }),
+  setting({ key: 'apiKey', env: 'HOOKRELAY_API_KEY', parse: text, default: null, doc: 'Extra admin bearer token for automation' }),
+  setting({ key: 'ssrfAllow', env: 'HOOKRELAY_SSRF_ALLOW', parse: parseCidrList, default: [], doc: 'CIDRs deliveries may reach despite the SSRF guard, e.g. 127.0.0.1/32,::1/128' }),
+  setting({ key: 'requireHttps', env: 'HOOKRELAY_REQUIRE_HTTPS', parse: boolean, default: false, doc: 'Refuse endpoint URLs that are not https' }),
+  setting({ key: 'retryScheduleMs', env: 'HOOKRELAY_RETRY_SCHEDULE', parse: durationList, default: [...DEFAULT_RETRY_SCHEDULE_MS], doc: 'Delay before each attempt: 0,5s,5m,30m,2h,5h,10h,10h' }),
+  setting({ key: 'requestTimeoutMs', env: 'HOOKRELAY_REQUEST_TIMEOUT', parse: duration, default: 15_000, doc: 'Timeout of one delivery request (15s)' }),
+  setting({ key: 'maxPayloadBytes', env: 'HOOKRELAY_MAX_PAYLOAD_BYTES', parse: integer(1024, 64 * 1024 * 1024), default: 1024 * 1024, doc: 'Largest accepted request body (1 MiB)' }),
+  setting({ key: 'masterKey', env: 'HOOKRELAY_MASTER_KEY', parse: masterKey, default: null, doc: 'base64 32-byte key encrypting endpoint secrets; generated into <data dir>/master.key when absent' }),
+  setting({ key: 'syncCommit', env: 'HOOKRELAY_SYNC_COMMIT', parse: boolean, default: false, doc: 'fsync each (group) commit so accepted messages survive power loss' }),
+  setting({ key: 'sendSvixHeaders', env: 'HOOKRELAY_SVIX_HEADERS', parse: boolean, default: false, doc: 'Also send svix-id, svix-timestamp, svix-signature' }),
+  setting({ key: 'endpointConcurrency', env: 'HOOKRELAY_ENDPOINT_CONCURRENCY', parse: integer(1, 1000), default: 20, doc: 'Requests in flight to one endpoint at most' }),
+  setting({ key: 'dispatcherConcurrency', env: 'HOOKRELAY_DISPATCHER_CONCURRENCY', parse: integer(1, 10000), default: 512, doc: 'Requests in flight per dispatcher at most' }),
+  setting({ key: 'leaseMs', env: 'HOOKRELAY_LEASE', parse: duration, default: 60_000, doc: 'How long a claimed delivery stays reserved before another claim may take it' }),
+  setting({ key: 'secretRotationGraceMs', env: 'HOOKRELAY_SECRET_ROTATION_GRACE', parse: duration, default: 24 * 3_600_000, doc: 'How long a rotated-out secret still signs (24h)' }),
+  setting({ key: 'idempotencyTtlMs', env: 'HOOKRELAY_IDEMPOTENCY_TTL', parse: duration, default: 24 * 3_600_000, doc: 'How long an Idempotency-Key replays its response (24h)' }),
+  setting({ key: 'logLevel', env: 'HOOKRELAY_LOG_LEVEL', parse: logLevel, default: 'info', doc: 'pino log level' }),
+  setting({ key: 'dispatcherThread', env: 'HOOKRELAY_DISPATCHER_THREAD', parse: boolean, default: true, doc: 'Run the dispatcher in a worker thread' }),
+] as const;
+
+/**
+ * Reads settings from an optional JSON file (HOOKRELAY_CONFIG_FILE, keys are the variable names)
+ * and then the environment, which wins. Throws ConfigError naming the first bad setting.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<HookrelayConfig> = {}): HookrelayConfig {
+  const fromFile = readConfigFile(env['HOOKRELAY_CONFIG_FILE']);
+  const config: Record<string, unknown> = {};
+  for (const s of SETTINGS) {
+    const raw = env[s.env] ?? fromFile[s.env];
+    config[s.key] = raw === undefined || raw === '' ? s.default : (s.parse as Parser<unknown>)(String(raw), s.env);
+  }
+  const merged = { ...config, ...overrides } as HookrelayConfig;
+  if (merged.retryScheduleMs.length === 0) throw new ConfigError('HOOKRELAY_RETRY_SCHEDULE', 'needs at least one entry');
+  return Object.freeze(merged);
+}
+
+function readConfigFile(path: string | undefined): Record<string, unknown> {
+  if (!path) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (error) {
+    throw new ConfigError('HOOKRELAY_CONFIG_FILE', `cannot read ${path} as JSON: ${(error as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError('HOOKRELAY_CONFIG_FILE', `${path} must hold a JSON object of SETTING: value`);
+  }
+  const known = new Set<string>(SETTINGS.map((s) => s.env));
+  for (const key of Object.keys(parsed)) {
+    if (!known.has(key)) throw new ConfigError(key, `unknown setting in ${path}`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/** The SQLite file path from `sqlite:<path>`; `sqlite::memory:` is allowed for tests. */
+export function sqlitePath(databaseUrl: string): string {
+  return databaseUrl.slice('sqlite:'.length);
+}

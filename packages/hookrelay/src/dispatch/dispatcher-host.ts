@@ -1,0 +1,88 @@
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import type { HookrelayConfig } from '../config/config.js';
+import type { Storage } from '../storage/storage.js';
+import { startDispatcher } from './start-dispatcher.js';
+import type { FromHost, ToHost } from './thread-messages.js';
+
+/** What the API side holds of a dispatcher, wherever it runs. */
+export interface DispatcherHandle {
+  /** New deliveries were committed: claim them now. Calls within one tick are coalesced. */
+  wake(): void;
+  metricsJson(): Promise<unknown[]>;
+  stop(): Promise<void>;
+}
+
+/** Runs the dispatcher in a worker thread with its own database connection. */
+export async function startDispatcherThread(config: HookrelayConfig, masterKey: Buffer, logger: Logger): Promise<DispatcherHandle> {
+  const worker = new Worker(new URL('./dispatcher-thread.js', import.meta.url), {
+    workerData: { config, masterKey: masterKey.toString('base64') },
+  });
+  const metricRequests = new Map<number, (metrics: unknown[]) => void>();
+  let nextRequestId = 1;
+  let stopped: (() => void) | null = null;
+  let exited = false;
+  const post = (message: FromHost) => worker.postMessage(message);
+
+  await new Promise<void>((resolve, reject) => {
+    worker.on('message', (message: ToHost) => {
+      if (message.type === 'ready') resolve();
+      else if (message.type === 'metrics') {
+        metricRequests.get(message.requestId)?.(message.metrics);
+        metricRequests.delete(message.requestId);
+      } else if (message.type === 'stopped') stopped?.();
+    });
+    worker.once('error', (error) => {
+      logger.fatal({ err: error }, 'dispatcher thread failed');
+      reject(error);
+    });
+    worker.once('exit', (code) => {
+      exited = true;
+      for (const respond of metricRequests.values()) respond([]);
+      metricRequests.clear();
+      stopped?.();
+      if (code !== 0) {
+        logger.fatal({ code }, 'dispatcher thread exited');
+        reject(new Error(`dispatcher thread exited with code ${code}`));
+      }
+    });
+  });
+
+  let wakePending = false;
+  return {
+    wake() {
+      if (wakePending || exited) return;
+      wakePending = true;
+      queueMicrotask(() => {
+        wakePending = false;
+        if (!exited) post({ type: 'wake' });
+      });
+    },
+    metricsJson() {
+      if (exited) return Promise.resolve([]);
+      const requestId = nextRequestId++;
+      return new Promise((resolve) => {
+        metricRequests.set(requestId, resolve);
+        post({ type: 'metrics', requestId });
+      });
+    },
+    async stop() {
+      if (exited) return;
+      await new Promise<void>((resolve) => {
+        stopped = resolve;
+        post({ type: 'stop' });
+      });
+      await worker.terminate();
+    },
+  };
+}
+
+/** Runs the dispatcher on the API's event loop, sharing its storage (tests, small deployments). */
+export function startDispatcherInProcess(config: HookrelayConfig, storage: Storage, logger: Logger): DispatcherHandle {
+  const running = startDispatcher(config, storage, logger);
+  return {
+    wake: () => running.dispatcher.wake(),
+    metricsJson: () => running.registry.getMetricsAsJSON(),
+    stop: () => running.stop(),
+  };
+}

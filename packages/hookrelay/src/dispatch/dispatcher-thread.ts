@@ -1,0 +1,37 @@
+/**
+ * Entry point of the dispatcher's worker thread. better-sqlite3 calls are synchronous, so the
+ * dispatcher gets its own thread and connection: its claims and writes never block the API's
+ * event loop, and the second core is used.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { HookrelayConfig } from '../config/config.js';
+import { openStorage } from '../storage/open-storage.js';
+import { SecretBox } from '../secrets/secret-box.js';
+import { createLogger } from '../observability/logger.js';
+import { startDispatcher } from './start-dispatcher.js';
+import type { FromHost, ToHost } from './thread-messages.js';
+
+const { config, masterKey } = workerData as { config: HookrelayConfig; masterKey: string };
+const port = parentPort!;
+const logger = createLogger(config.logLevel, 'dispatcher');
+const storage = openStorage({ databaseUrl: config.databaseUrl, syncCommit: config.syncCommit, secretBox: new SecretBox(Buffer.from(masterKey, 'base64')), migrate: false });
+const running = startDispatcher(config, storage, logger);
+const send = (message: ToHost) => port.postMessage(message);
+
+port.on('message', (message: FromHost) => {
+  switch (message.type) {
+    case 'wake':
+      running.dispatcher.wake();
+      break;
+    case 'metrics':
+      void running.registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', requestId: message.requestId, metrics }));
+      break;
+    case 'stop':
+      void running
+        .stop()
+        .then(() => storage.close())
+        .then(() => send({ type: 'stopped' }));
+      break;
+  }
+});
+send({ type: 'ready' });

@@ -1,0 +1,270 @@
+import type { Logger } from 'pino';
+import { newId } from '../core/ids.js';
+import { DeliveryStatus, type Attempt } from '../storage/models.js';
+import type { ClaimedDelivery, DeliveryContext, DeliveryOutcome, Storage } from '../storage/storage.js';
+import { nextRetryDelay, parseRetryAfter } from '../retry/retry-schedule.js';
+import { buildWebhookHeaders } from '../signing/webhook-headers.js';
+import type { SendResult, WebhookSender } from '../transport/webhook-sender.js';
+import { statusClass, type DispatcherMetrics } from '../observability/metrics.js';
+
+export interface DispatcherOptions {
+  storage: Storage;
+  sender: Pick<WebhookSender, 'send'>;
+  metrics: DispatcherMetrics;
+  logger: Logger;
+  retryScheduleMs: readonly number[];
+  leaseMs: number;
+  /** Requests in flight at most, over all endpoints. */
+  maxInFlight: number;
+  /** Requests in flight to one endpoint at most: a hanging endpoint holds only this many slots. */
+  endpointConcurrency: number;
+  sendSvixHeaders: boolean;
+  /** Upper bound on how long the loop sleeps without a wake-up: catches work written by others. */
+  idlePollMs?: number;
+}
+
+interface Job {
+  claim: ClaimedDelivery;
+  context: DeliveryContext;
+}
+
+/** Fewer free slots than this and the loop waits for sends to finish before claiming again. */
+const MIN_CLAIM = 16;
+const MAX_CLAIM = 500;
+
+/**
+ * The claim loop. It claims due deliveries in batches under a lease, sends them with at most
+ * `endpointConcurrency` in flight per endpoint, and writes the outcomes back in batches. It sleeps
+ * until woken (new work), until the earliest scheduled retry is due, or at most idlePollMs.
+ */
+export class Dispatcher {
+  readonly #o: DispatcherOptions;
+  readonly #idlePollMs: number;
+  #running = false;
+  #loopDone: Promise<void> = Promise.resolve();
+  #inFlight = 0;
+  readonly #perEndpoint = new Map<string, number>();
+  /** Claimed beyond an endpoint's free slots; started as its requests finish. */
+  readonly #waiting = new Map<string, Job[]>();
+  #outcomes: DeliveryOutcome[] = [];
+  #flushScheduled = false;
+  #flushing: Promise<void> = Promise.resolve();
+  #wakeUp: (() => void) | null = null;
+  #woken = false;
+
+  constructor(options: DispatcherOptions) {
+    this.#o = options;
+    this.#idlePollMs = options.idlePollMs ?? 1_000;
+  }
+
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#loopDone = this.#loop().catch((error: unknown) => {
+      this.#o.logger.fatal({ err: error }, 'dispatcher loop crashed');
+      throw error;
+    });
+  }
+
+  /** New work may be due: claim now instead of at the next timer. */
+  wake(): void {
+    this.#woken = true;
+    const wakeUp = this.#wakeUp;
+    this.#wakeUp = null;
+    wakeUp?.();
+  }
+
+  /** Stops claiming, lets in-flight requests finish, gives back what was claimed but not started. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    this.wake();
+    await this.#loopDone;
+    const unstarted = [...this.#waiting.values()].flat().map((job) => job.claim);
+    this.#waiting.clear();
+    await this.#o.storage.deliveries.release(unstarted);
+    while (this.#inFlight > 0) await this.#sleep(50);
+    await this.#flushing;
+    await this.#flush();
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  async #loop(): Promise<void> {
+    while (this.#running) {
+      this.#woken = false;
+      const free = this.#o.maxInFlight - this.#inFlight - this.#waitingCount();
+      let claimed = 0;
+      if (free >= Math.min(MIN_CLAIM, this.#o.maxInFlight)) {
+        try {
+          claimed = await this.#claimAndStart(Math.min(free, MAX_CLAIM));
+        } catch (error) {
+          this.#o.logger.error({ err: error }, 'claiming deliveries failed; retrying');
+          await this.#sleep(500);
+          continue;
+        }
+        if (claimed === Math.min(free, MAX_CLAIM)) continue; // a full batch: more is probably due
+      }
+      if (this.#woken || !this.#running) continue;
+      await this.#sleep(await this.#idleDelay(claimed));
+    }
+  }
+
+  async #idleDelay(claimed: number): Promise<number> {
+    if (claimed > 0) return 0;
+    const nextDue = await this.#o.storage.deliveries.nextDueAt().catch(() => null);
+    if (nextDue === null) return this.#idlePollMs;
+    return Math.min(this.#idlePollMs, Math.max(0, nextDue - Date.now()));
+  }
+
+  #sleep(ms: number): Promise<void> {
+    if (ms <= 0) return new Promise((resolve) => setImmediate(resolve));
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#wakeUp = null;
+        resolve();
+      }, ms);
+      this.#wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  #waitingCount(): number {
+    let n = 0;
+    for (const jobs of this.#waiting.values()) n += jobs.length;
+    return n;
+  }
+
+  async #claimAndStart(limit: number): Promise<number> {
+    const saturated: string[] = [];
+    for (const [endpointId, count] of this.#perEndpoint) {
+      if (count >= this.#o.endpointConcurrency) saturated.push(endpointId);
+    }
+    const now = Date.now();
+    const claims = await this.#o.storage.deliveries.claimDue(now, this.#o.leaseMs, limit, this.#o.endpointConcurrency, saturated);
+    if (claims.length === 0) return 0;
+    const context = await this.#o.storage.deliveries.loadContext(
+      [...new Set(claims.map((c) => c.msgId))],
+      [...new Set(claims.map((c) => c.endpointId))],
+      now,
+    );
+    for (const claim of claims) this.#startOrQueue({ claim, context });
+    return claims.length;
+  }
+
+  #startOrQueue(job: Job): void {
+    const endpointId = job.claim.endpointId;
+    const active = this.#perEndpoint.get(endpointId) ?? 0;
+    if (active >= this.#o.endpointConcurrency) {
+      const queue = this.#waiting.get(endpointId) ?? [];
+      queue.push(job);
+      this.#waiting.set(endpointId, queue);
+      return;
+    }
+    this.#perEndpoint.set(endpointId, active + 1);
+    this.#inFlight++;
+    this.#o.metrics.inFlight.inc();
+    void this.#deliver(job).finally(() => this.#finished(endpointId));
+  }
+
+  #finished(endpointId: string): void {
+    this.#inFlight--;
+    this.#o.metrics.inFlight.dec();
+    const remaining = (this.#perEndpoint.get(endpointId) ?? 1) - 1;
+    if (remaining === 0) this.#perEndpoint.delete(endpointId);
+    else this.#perEndpoint.set(endpointId, remaining);
+    const queue = this.#waiting.get(endpointId);
+    const next = queue?.shift();
+    if (queue && queue.length === 0) this.#waiting.delete(endpointId);
+    if (next) this.#startOrQueue(next);
+    else this.wake();
+  }
+
+  async #deliver({ claim, context }: Job): Promise<void> {
+    const message = context.messages.get(claim.msgId);
+    const target = context.endpoints.get(claim.endpointId);
+    const startedAt = Date.now();
+    let result: SendResult;
+    let url = target?.url ?? '';
+    if (!message || !target) {
+      // Deleted since the claim (application or endpoint removed): nothing left to deliver.
+      result = { statusCode: 0, body: 'message or endpoint no longer exists', durationMs: 0, retryAfter: undefined, errorCode: 'HOOKRELAY_GONE' };
+    } else if (target.disabled) {
+      result = { statusCode: 0, body: 'endpoint is disabled', durationMs: 0, retryAfter: undefined, errorCode: 'HOOKRELAY_ENDPOINT_DISABLED' };
+    } else if (target.secrets.length === 0) {
+      result = { statusCode: 0, body: 'endpoint has no signing secret', durationMs: 0, retryAfter: undefined, errorCode: 'HOOKRELAY_NO_SECRET' };
+    } else {
+      url = target.url;
+      const headers = buildWebhookHeaders({
+        msgId: claim.msgId,
+        timestampSeconds: Math.floor(startedAt / 1000),
+        payload: message.payload,
+        secrets: target.secrets,
+        customHeaders: target.headers,
+        sendSvixHeaders: this.#o.sendSvixHeaders,
+      });
+      result = await this.#o.sender.send(target.url, headers, message.payload);
+    }
+    this.#record(claim, url, result, message?.createdAt ?? startedAt, target !== undefined && message !== undefined && !target.disabled);
+  }
+
+  #record(claim: ClaimedDelivery, url: string, result: SendResult, messageCreatedAt: number, retryable: boolean): void {
+    const succeeded = result.statusCode >= 200 && result.statusCode < 300;
+    const now = Date.now();
+    const attemptsMade = claim.attempts + 1;
+    let nextAttemptAt: number | null = null;
+    if (!succeeded && retryable) {
+      const retryAfterMs = result.statusCode === 429 || result.statusCode === 503 ? parseRetryAfter(result.retryAfter, now) : null;
+      const { delayMs } = nextRetryDelay(this.#o.retryScheduleMs, attemptsMade, retryAfterMs);
+      nextAttemptAt = delayMs === null ? null : now + delayMs;
+    }
+    const attempt: Attempt = {
+      id: newId('atmpt', now),
+      msgId: claim.msgId,
+      endpointId: claim.endpointId,
+      appId: claim.appId,
+      url,
+      status: succeeded ? DeliveryStatus.Success : nextAttemptAt === null ? DeliveryStatus.Fail : DeliveryStatus.Pending,
+      responseStatusCode: result.statusCode,
+      response: result.body,
+      responseDurationMs: result.durationMs,
+      triggerType: claim.triggerType,
+      errorCode: result.errorCode,
+      createdAt: now,
+    };
+    this.#o.metrics.attempts.inc({ outcome: succeeded ? 'success' : 'failure', status_class: statusClass(result.statusCode) });
+    this.#o.metrics.attemptDuration.observe(result.durationMs / 1000);
+    if (succeeded) this.#o.metrics.deliveryLatency.observe(Math.max(0, now - messageCreatedAt) / 1000);
+    else this.#o.logger.info({ msgId: claim.msgId, endpointId: claim.endpointId, status: result.statusCode, errorCode: result.errorCode, attempt: attemptsMade, nextAttemptAt }, 'delivery attempt failed');
+    this.#outcomes.push({ deliveryId: claim.deliveryId, leaseToken: claim.leaseToken, attempt, nextAttemptAt });
+    this.#scheduleFlush();
+  }
+
+  /** Outcomes finished in the same turn of the event loop are written in one transaction. */
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      this.#flushing = this.#flushing.then(() => this.#flush());
+    });
+  }
+
+  async #flush(): Promise<void> {
+    const outcomes = this.#outcomes;
+    if (outcomes.length === 0) return;
+    this.#outcomes = [];
+    try {
+      await this.#o.storage.deliveries.complete(outcomes);
+    } catch (error) {
+      // The leases still hold these deliveries; when they lapse the deliveries are tried again
+      // (at-least-once). Keep the outcomes for the next flush meanwhile.
+      this.#o.logger.error({ err: error, count: outcomes.length }, 'recording attempts failed; will retry');
+      this.#outcomes.unshift(...outcomes);
+      setTimeout(() => this.#scheduleFlush(), 500).unref();
+    }
+  }
+}

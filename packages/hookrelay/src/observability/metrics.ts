@@ -1,0 +1,62 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Metrics of the API thread: what was accepted. */
+export function createApiMetrics(registry: Registry) {
+  return {
+    messagesAccepted: new Counter({ name: 'hookrelay_messages_accepted_total', help: 'Messages accepted (durably stored) by the API', registers: [registry] }),
+    deliveriesCreated: new Counter({ name: 'hookrelay_deliveries_created_total', help: 'Deliveries created by fan-out of accepted messages', registers: [registry] }),
+  };
+}
+
+/** Metrics of a dispatcher: what it sent and how it went. */
+export function createDispatcherMetrics(registry: Registry) {
+  return {
+    attempts: new Counter({
+      name: 'hookrelay_attempts_total',
+      help: 'Delivery attempts by outcome (success, failure) and response status class (2xx..5xx, or none without a response)',
+      labelNames: ['outcome', 'status_class'] as const,
+      registers: [registry],
+    }),
+    deliveryLatency: new Histogram({
+      name: 'hookrelay_delivery_latency_seconds',
+      help: 'Time from message acceptance to its successful delivery to an endpoint',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600],
+      registers: [registry],
+    }),
+    attemptDuration: new Histogram({
+      name: 'hookrelay_attempt_duration_seconds',
+      help: 'Duration of one delivery request',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30],
+      registers: [registry],
+    }),
+    inFlight: new Gauge({ name: 'hookrelay_deliveries_in_flight', help: 'Delivery requests in flight now', registers: [registry] }),
+  };
+}
+
+export type DispatcherMetrics = ReturnType<typeof createDispatcherMetrics>;
+
+/** Backlog gauges are read from the database at scrape time, so they hold across processes. */
+export function createBacklogMetrics(registry: Registry, read: () => Promise<{ due: number; oldestDueAgeMs: number }>) {
+  let last: Promise<{ due: number; oldestDueAgeMs: number }> | null = null;
+  const once = () => (last ??= read().finally(() => setImmediate(() => (last = null))));
+  new Gauge({
+    name: 'hookrelay_due_backlog',
+    help: 'Pending deliveries whose next attempt is due now',
+    registers: [registry],
+    async collect() {
+      this.set((await once()).due);
+    },
+  });
+  new Gauge({
+    name: 'hookrelay_oldest_due_age_seconds',
+    help: 'Age of the oldest due delivery',
+    registers: [registry],
+    async collect() {
+      this.set((await once()).oldestDueAgeMs / 1000);
+    },
+  });
+}
+
+export function statusClass(statusCode: number): string {
+  return statusCode === 0 ? 'none' : `${Math.floor(statusCode / 100)}xx`;
+}

@@ -1,0 +1,109 @@
+import { dirname, join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { AggregatorRegistry, Registry } from 'prom-client';
+import { sqlitePath, type HookrelayConfig } from '../config/config.js';
+import { loadMasterKey } from '../secrets/master-key.js';
+import { SecretBox } from '../secrets/secret-box.js';
+import { openStorage } from '../storage/open-storage.js';
+import type { Storage } from '../storage/storage.js';
+import { MessageIngestor } from '../ingest/message-ingestor.js';
+import { startDispatcherInProcess, startDispatcherThread, type DispatcherHandle } from '../dispatch/dispatcher-host.js';
+import { createApiMetrics, createBacklogMetrics } from '../observability/metrics.js';
+import { createLogger } from '../observability/logger.js';
+import { buildApp } from '../api/build-app.js';
+import { generateApiKey, hashApiKey } from '../api/plugins/authenticate.js';
+
+export interface RunningServer {
+  /** http://host:port of the API. */
+  url: string;
+  port: number;
+  app: FastifyInstance;
+  storage: Storage;
+  /** Set when this start created the first API key (fresh database, no HOOKRELAY_API_KEY). */
+  initialApiKey: string | null;
+  close(): Promise<void>;
+}
+
+/** The data directory: where the SQLite file, the master key and the first API key live. */
+export function dataDirectory(config: HookrelayConfig): string {
+  const path = sqlitePath(config.databaseUrl);
+  return path === ':memory:' ? join(process.cwd(), 'data') : dirname(path);
+}
+
+/**
+ * Starts the whole platform in this process: storage (migrated), the dispatcher (in a worker
+ * thread unless disabled), and the HTTP API listening on config.host:config.port.
+ */
+export async function startServer(config: HookrelayConfig, logger: Logger = createLogger(config.logLevel, 'api')): Promise<RunningServer> {
+  const dataDir = dataDirectory(config);
+  const masterKey = loadMasterKey(config.masterKey, join(dataDir, 'master.key'));
+  const storage = openStorage({ databaseUrl: config.databaseUrl, syncCommit: config.syncCommit, secretBox: new SecretBox(masterKey) });
+  const initialApiKey = await bootstrapApiKey(config, storage, dataDir, logger);
+
+  // An in-memory database is private to its connection, so the dispatcher must share this one.
+  const inThread = config.dispatcherThread && sqlitePath(config.databaseUrl) !== ':memory:';
+  const dispatcher: DispatcherHandle = inThread
+    ? await startDispatcherThread(config, masterKey, logger)
+    : startDispatcherInProcess(config, storage, logger.child({ component: 'dispatcher' }));
+
+  const registry = new Registry();
+  const apiMetrics = createApiMetrics(registry);
+  createBacklogMetrics(registry, () => storage.deliveries.backlog(Date.now()));
+  const ingestor = new MessageIngestor(storage, (messages, deliveries) => {
+    apiMetrics.messagesAccepted.inc(messages);
+    apiMetrics.deliveriesCreated.inc(deliveries);
+    if (deliveries > 0) dispatcher.wake();
+  });
+
+  const app = await buildApp({
+    config,
+    storage,
+    messages: ingestor,
+    wakeDispatcher: () => dispatcher.wake(),
+    renderMetrics: async () => {
+      const [own, theirs] = await Promise.all([registry.getMetricsAsJSON(), dispatcher.metricsJson()]);
+      const merged = AggregatorRegistry.aggregate([own, theirs] as Parameters<typeof AggregatorRegistry.aggregate>[0]);
+      return { contentType: merged.contentType, body: await merged.metrics() };
+    },
+    logger,
+  });
+  await app.listen({ port: config.port, host: config.host });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  logger.info({ url: `http://${host}:${port}`, database: config.databaseUrl, dispatcher: inThread ? 'thread' : 'in-process' }, 'hookrelay listening');
+
+  let closing: Promise<void> | null = null;
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    app,
+    storage,
+    initialApiKey,
+    close() {
+      // Stop taking requests (in-flight ones finish and commit), then drain the dispatcher.
+      closing ??= (async () => {
+        await app.close();
+        await dispatcher.stop();
+        await storage.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+/**
+ * On a fresh database with no HOOKRELAY_API_KEY, creates the first admin key so the quick start
+ * works, writes it to <data dir>/initial-api-key (owner-only) and logs where to find it.
+ */
+async function bootstrapApiKey(config: HookrelayConfig, storage: Storage, dataDir: string, logger: Logger): Promise<string | null> {
+  if (config.apiKey || (await storage.apiKeys.count()) > 0) return null;
+  const key = generateApiKey();
+  await storage.apiKeys.create('initial', hashApiKey(key));
+  const file = join(dataDir, 'initial-api-key');
+  writeFileSync(file, key + '\n', { mode: 0o600 });
+  logger.warn({ file }, 'created the first API key; it is stored hashed, and its only plain copy is this file');
+  return key;
+}

@@ -1,0 +1,6 @@
+import * as m0001 from './0001-initial.js';
+
+/** Numbered migrations, applied in order; a migration is never edited once released. */
+export const SQLITE_MIGRATIONS: readonly { version: number; name: string; up: string }[] = [
+  { version: 1, name: 'initial', up: m0001.up },
+];

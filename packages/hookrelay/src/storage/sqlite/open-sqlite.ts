@@ -1,0 +1,52 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
+import type { Database } from '../db-schema.js';
+import { SQLITE_MIGRATIONS } from './migrations/index.js';
+
+export interface SqliteOptions {
+  path: string;
+  /** synchronous=FULL: every commit is fsynced (survives power loss); NORMAL survives a process crash. */
+  syncCommit: boolean;
+}
+
+/**
+ * Opens a connection with the pragmas every connection needs. WAL lets the API thread write while
+ * the dispatcher thread reads; busy_timeout makes a writer wait for the other thread's commit
+ * instead of failing with SQLITE_BUSY.
+ */
+export function openSqliteConnection(options: SqliteOptions): BetterSqlite3.Database {
+  if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+  const connection = new BetterSqlite3(options.path);
+  connection.pragma('journal_mode = WAL');
+  connection.pragma(`synchronous = ${options.syncCommit ? 'FULL' : 'NORMAL'}`);
+  connection.pragma('busy_timeout = 10000');
+  connection.pragma('foreign_keys = ON');
+  connection.pragma('cache_size = -65536');
+  return connection;
+}
+
+export function createSqliteKysely(connection: BetterSqlite3.Database): Kysely<Database> {
+  return new Kysely<Database>({ dialect: new SqliteDialect({ database: connection }) });
+}
+
+/**
+ * Applies pending migrations inside BEGIN IMMEDIATE, which takes SQLite's write lock first: two
+ * processes starting together serialise here and the second sees the first one's work.
+ */
+export function migrateSqlite(connection: BetterSqlite3.Database): number[] {
+  connection.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+  const applied: number[] = [];
+  const run = connection.transaction(() => {
+    const done = new Set((connection.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version));
+    for (const migration of SQLITE_MIGRATIONS) {
+      if (done.has(migration.version)) continue;
+      connection.exec(migration.up);
+      connection.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(migration.version, migration.name, Date.now());
+      applied.push(migration.version);
+    }
+  });
+  run.immediate();
+  return applied;
+}

@@ -1,0 +1,216 @@
+import type { Application, Attempt, Endpoint, EndpointSecret, EventType, ListPage, Message, Metadata, PageRequest, TriggerType } from './models.js';
+
+/**
+ * The storage adapter interface. The API, the ingest path and the dispatcher depend on this only;
+ * the engine is picked once, in the entry point (storage/open-storage.ts). Methods that find
+ * nothing return null; unique violations throw HookrelayError('conflict').
+ */
+export interface Storage {
+  readonly engine: 'sqlite' | 'postgres';
+  readonly applications: ApplicationStore;
+  readonly endpoints: EndpointStore;
+  readonly eventTypes: EventTypeStore;
+  readonly messages: MessageStore;
+  readonly attempts: AttemptStore;
+  readonly deliveries: DeliveryStore;
+  readonly ingest: IngestStore;
+  readonly apiKeys: ApiKeyStore;
+  readonly idempotency: IdempotencyStore;
+  /** Throws when the database cannot answer. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface ApplicationFields {
+  name: string;
+  uid: string | null;
+  rateLimit: number | null;
+  metadata: Metadata;
+}
+
+export interface ApplicationStore {
+  create(fields: ApplicationFields): Promise<Application>;
+  /** By id (`app_...`) or by uid. */
+  find(idOrUid: string): Promise<Application | null>;
+  list(page: PageRequest): Promise<ListPage<Application>>;
+  update(id: string, fields: ApplicationFields): Promise<Application>;
+  /** Deletes the application with its endpoints, messages, deliveries and attempts. */
+  delete(id: string): Promise<boolean>;
+}
+
+export interface EndpointFields {
+  url: string;
+  uid: string | null;
+  description: string;
+  disabled: boolean;
+  filterTypes: string[] | null;
+  channels: string[] | null;
+  rateLimit: number | null;
+  metadata: Metadata;
+  version: number;
+}
+
+export interface EndpointStore {
+  /** `secret` is the plain `whsec_` key; it is encrypted before it is written. */
+  create(appId: string, fields: EndpointFields, headers: Record<string, string>, secret: string): Promise<Endpoint>;
+  /** By id (`ep_...`) or uid, within the application. */
+  find(appId: string, idOrUid: string): Promise<Endpoint | null>;
+  list(appId: string, page: PageRequest): Promise<ListPage<Endpoint>>;
+  update(appId: string, id: string, fields: EndpointFields): Promise<Endpoint>;
+  setHeaders(appId: string, id: string, headers: Record<string, string>): Promise<Endpoint>;
+  delete(appId: string, id: string): Promise<boolean>;
+  /** Current key first, then rotated-out keys still inside their grace period. */
+  secrets(endpointId: string, now: number): Promise<EndpointSecret[]>;
+  /** Makes `newSecret` current; the previous current key keeps signing until now + graceMs. */
+  rotateSecret(endpointId: string, newSecret: string, graceMs: number): Promise<void>;
+}
+
+export interface EventTypeFields {
+  description: string;
+  archived: boolean;
+  deprecated: boolean;
+  schemas: unknown | null;
+  featureFlag: string | null;
+  groupName: string | null;
+}
+
+export interface EventTypeStore {
+  create(name: string, fields: EventTypeFields): Promise<EventType>;
+  find(name: string): Promise<EventType | null>;
+  list(page: PageRequest & { includeArchived: boolean }): Promise<ListPage<EventType>>;
+  /** Creates when absent (PUT semantics); `created` tells which. */
+  upsert(name: string, fields: EventTypeFields): Promise<{ eventType: EventType; created: boolean }>;
+  update(name: string, fields: EventTypeFields): Promise<EventType>;
+  archive(name: string): Promise<boolean>;
+}
+
+export interface MessageListFilter {
+  eventTypes?: string[];
+  channel?: string;
+  /** epoch ms: only messages created before / after. */
+  before?: number;
+  after?: number;
+}
+
+export interface MessageStore {
+  /** By id (`msg_...`) or by eventId, within the application. */
+  find(appId: string, idOrEventId: string): Promise<Message | null>;
+  list(appId: string, page: PageRequest, filter: MessageListFilter): Promise<ListPage<Message>>;
+}
+
+export interface AttemptListFilter {
+  status?: number;
+  before?: number;
+  after?: number;
+  endpointId?: string;
+}
+
+export interface AttemptStore {
+  listByEndpoint(appId: string, endpointId: string, page: PageRequest, filter: AttemptListFilter): Promise<ListPage<Attempt>>;
+  listByMessage(appId: string, msgId: string, page: PageRequest, filter: AttemptListFilter): Promise<ListPage<Attempt>>;
+  find(appId: string, msgId: string, attemptId: string): Promise<Attempt | null>;
+}
+
+/** A claimed delivery, with what the dispatcher needs to send it. */
+export interface ClaimedDelivery {
+  deliveryId: number;
+  leaseToken: string;
+  msgId: string;
+  appId: string;
+  endpointId: string;
+  /** Attempts made before this one. */
+  attempts: number;
+  triggerType: TriggerType;
+}
+
+export interface DeliveryTarget {
+  url: string;
+  headers: Record<string, string>;
+  disabled: boolean;
+  /** Plain `whsec_` keys: current first, then rotated-out keys still in their grace period. */
+  secrets: string[];
+}
+
+export interface DeliveryContext {
+  messages: Map<string, { payload: string; eventType: string; createdAt: number }>;
+  endpoints: Map<string, DeliveryTarget>;
+}
+
+export interface DeliveryOutcome {
+  deliveryId: number;
+  leaseToken: string;
+  attempt: Attempt;
+  /** epoch ms of the next attempt, or null when the delivery is finished (success or given up). */
+  nextAttemptAt: number | null;
+}
+
+/** What the API accepted, to be written with its deliveries in one transaction. */
+export interface AcceptItem {
+  message: Message;
+  /** When the request carried an Idempotency-Key: its completed response, written atomically. */
+  idempotency: { scope: string; key: string; statusCode: number; body: string } | null;
+}
+
+export type AcceptOutcome = { ok: true; deliveries: number } | { ok: false; error: Error };
+
+/** Picks the endpoints (of the message's application, not disabled) a message goes to. */
+export type FanOut = (endpoints: readonly Endpoint[], message: Message) => readonly Endpoint[];
+
+export interface IngestStore {
+  /**
+   * Writes each message and one pending delivery per endpoint that `fanOut` picks, due at
+   * message.createdAt, all in as few transactions as possible (group commit). A duplicate eventId
+   * or a vanished application fails that item alone.
+   */
+  acceptBatch(items: readonly AcceptItem[], fanOut: FanOut): Promise<AcceptOutcome[]>;
+}
+
+export interface BacklogStats {
+  /** Pending deliveries whose next attempt is due now. */
+  due: number;
+  /** Age in ms of the oldest due delivery (0 when none). */
+  oldestDueAgeMs: number;
+}
+
+export interface DeliveryStore {
+  /**
+   * Claims up to `limit` due deliveries under a lease: each one's next attempt moves to
+   * now + leaseMs, so a claimer that dies lets them fall due again. At most `perEndpoint` are taken
+   * from one endpoint, and endpoints in `skipEndpoints` (saturated here) are passed over.
+   */
+  claimDue(now: number, leaseMs: number, limit: number, perEndpoint: number, skipEndpoints: readonly string[]): Promise<ClaimedDelivery[]>;
+  /** Payloads and endpoint targets (with plain signing keys) for a batch of claims. */
+  loadContext(msgIds: readonly string[], endpointIds: readonly string[], now: number): Promise<DeliveryContext>;
+  /** Records attempts and moves deliveries on, in one transaction; stale leases are ignored. */
+  complete(outcomes: readonly DeliveryOutcome[]): Promise<void>;
+  /** Gives claimed deliveries back, due at once (graceful shutdown). */
+  release(claims: readonly { deliveryId: number; leaseToken: string }[]): Promise<void>;
+  /** Schedules a manual resend of a message to an endpoint. */
+  resend(appId: string, msgId: string, endpointId: string, now: number): Promise<void>;
+  /** epoch ms of the earliest pending next attempt, or null. */
+  nextDueAt(): Promise<number | null>;
+  backlog(now: number): Promise<BacklogStats>;
+}
+
+export interface ApiKeyStore {
+  create(name: string, keyHash: string): Promise<{ id: string }>;
+  existsByHash(keyHash: string): Promise<boolean>;
+  count(): Promise<number>;
+}
+
+export interface StoredResponse {
+  requestHash: string;
+  statusCode: number | null;
+  body: string | null;
+}
+
+export interface IdempotencyStore {
+  /**
+   * Reserves `key` in `scope` for a request; returns null if it was free (the caller proceeds),
+   * or what is stored under it (statusCode null: still in progress).
+   */
+  reserve(scope: string, key: string, requestHash: string, now: number, ttlMs: number): Promise<StoredResponse | null>;
+  complete(scope: string, key: string, statusCode: number, body: string): Promise<void>;
+  /** Frees a reservation whose request failed, so the client may retry with the same key. */
+  abandon(scope: string, key: string): Promise<void>;
+}

@@ -1,0 +1,211 @@
+import { randomUUID } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import type { Database } from '../db-schema.js';
+import { DeliveryStatus, TriggerType } from '../models.js';
+import type { BacklogStats, ClaimedDelivery, DeliveryContext, DeliveryOutcome, DeliveryStore, DeliveryTarget } from '../storage.js';
+import type { SecretBox } from '../../secrets/secret-box.js';
+
+/** How many due rows a claim looks at per row it may take, so per-endpoint caps can still fill a batch. */
+const SCAN_FACTOR = 4;
+
+export class KyselyDeliveryStore implements DeliveryStore {
+  readonly #db: Kysely<Database>;
+  readonly #secretBox: SecretBox;
+  /** Opened secrets by sealed text: decryption happens once per key, not once per delivery. */
+  readonly #opened = new Map<string, string>();
+
+  constructor(db: Kysely<Database>, secretBox: SecretBox) {
+    this.#db = db;
+    this.#secretBox = secretBox;
+  }
+
+  async claimDue(now: number, leaseMs: number, limit: number, perEndpoint: number, skipEndpoints: readonly string[]): Promise<ClaimedDelivery[]> {
+    const leaseToken = randomUUID();
+    const skip = skipEndpoints.length > 0 ? sql`AND endpoint_id NOT IN (${sql.join(skipEndpoints)})` : sql``;
+    // The innermost select walks the partial index deliveries_due in due order; the window
+    // function then keeps at most `perEndpoint` per endpoint so one busy endpoint cannot fill the batch.
+    const result = await sql<{ id: number; msg_id: string; app_id: string; endpoint_id: string; attempts: number; trigger_type: number }>`
+      UPDATE deliveries SET next_attempt_at = ${now + leaseMs}, lease_token = ${leaseToken}, updated_at = ${now}
+      WHERE id IN (
+        SELECT id FROM (
+          SELECT id, ROW_NUMBER() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS rank_in_endpoint
+          FROM (
+            SELECT id, endpoint_id, next_attempt_at FROM deliveries
+            WHERE status = ${DeliveryStatus.Pending} AND next_attempt_at <= ${now} ${skip}
+            ORDER BY next_attempt_at
+            LIMIT ${limit * SCAN_FACTOR}
+          ) AS due
+        ) AS ranked
+        WHERE rank_in_endpoint <= ${perEndpoint}
+        LIMIT ${limit}
+      )
+      RETURNING id, msg_id, app_id, endpoint_id, attempts, trigger_type
+    `.execute(this.#db);
+    return result.rows.map((row) => ({
+      deliveryId: Number(row.id),
+      leaseToken,
+      msgId: row.msg_id,
+      appId: row.app_id,
+      endpointId: row.endpoint_id,
+      attempts: row.attempts,
+      triggerType: row.trigger_type === TriggerType.Manual ? TriggerType.Manual : TriggerType.Scheduled,
+    }));
+  }
+
+  async loadContext(msgIds: readonly string[], endpointIds: readonly string[], now: number): Promise<DeliveryContext> {
+    const context: DeliveryContext = { messages: new Map(), endpoints: new Map() };
+    if (msgIds.length === 0) return context;
+    const [messages, endpoints, secrets] = await Promise.all([
+      this.#db.selectFrom('messages').select(['id', 'payload', 'event_type', 'created_at']).where('id', 'in', msgIds).execute(),
+      this.#db.selectFrom('endpoints').select(['id', 'url', 'headers', 'disabled']).where('id', 'in', endpointIds).execute(),
+      this.#db
+        .selectFrom('endpoint_secrets')
+        .select(['endpoint_id', 'key_sealed', 'expires_at'])
+        .where('endpoint_id', 'in', endpointIds)
+        .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+        .orderBy('endpoint_id')
+        .orderBy('id', 'desc')
+        .execute(),
+    ]);
+    for (const m of messages) context.messages.set(m.id, { payload: m.payload, eventType: m.event_type, createdAt: m.created_at });
+    for (const e of endpoints) {
+      const target: DeliveryTarget = { url: e.url, headers: JSON.parse(e.headers) as Record<string, string>, disabled: e.disabled === 1, secrets: [] };
+      context.endpoints.set(e.id, target);
+    }
+    // Current key (expires_at null) first, then rotated-out keys newest first.
+    secrets.sort((a, b) => (a.expires_at === null ? 0 : 1) - (b.expires_at === null ? 0 : 1));
+    for (const s of secrets) context.endpoints.get(s.endpoint_id)?.secrets.push(this.#open(s.key_sealed));
+    return context;
+  }
+
+  #open(sealed: string): string {
+    let plain = this.#opened.get(sealed);
+    if (plain === undefined) {
+      plain = this.#secretBox.open(sealed);
+      if (this.#opened.size > 10_000) this.#opened.clear();
+      this.#opened.set(sealed, plain);
+    }
+    return plain;
+  }
+
+  async complete(outcomes: readonly DeliveryOutcome[]): Promise<void> {
+    if (outcomes.length === 0) return;
+    await this.#db.transaction().execute(async (trx) => {
+      for (let i = 0; i < outcomes.length; i += 400) {
+        const part = outcomes.slice(i, i + 400);
+        await trx
+          .insertInto('attempts')
+          .values(
+            part.map(({ attempt: a }) => ({
+              id: a.id,
+              msg_id: a.msgId,
+              endpoint_id: a.endpointId,
+              app_id: a.appId,
+              url: a.url,
+              status: a.status,
+              response_status_code: a.responseStatusCode,
+              response: a.response,
+              response_duration_ms: a.responseDurationMs,
+              trigger_type: a.triggerType,
+              error_code: a.errorCode,
+              created_at: a.createdAt,
+            })),
+          )
+          .execute();
+      }
+      // Finished deliveries of one claim batch share one UPDATE; retries each carry their own time.
+      const finished = new Map<string, { succeeded: number[]; failed: number[] }>();
+      for (const o of outcomes) {
+        if (o.nextAttemptAt !== null) {
+          await trx
+            .updateTable('deliveries')
+            .set((eb) => ({ attempts: eb('attempts', '+', 1), next_attempt_at: o.nextAttemptAt, lease_token: null, updated_at: o.attempt.createdAt }))
+            .where('id', '=', o.deliveryId)
+            .where('lease_token', '=', o.leaseToken)
+            .execute();
+          continue;
+        }
+        const group = finished.get(o.leaseToken) ?? { succeeded: [], failed: [] };
+        (o.attempt.status === DeliveryStatus.Success ? group.succeeded : group.failed).push(o.deliveryId);
+        finished.set(o.leaseToken, group);
+      }
+      const now = Date.now();
+      for (const [leaseToken, group] of finished) {
+        for (const [ids, status] of [[group.succeeded, DeliveryStatus.Success], [group.failed, DeliveryStatus.Fail]] as const) {
+          if (ids.length === 0) continue;
+          await trx
+            .updateTable('deliveries')
+            .set((eb) => ({ status, attempts: eb('attempts', '+', 1), next_attempt_at: null, lease_token: null, updated_at: now }))
+            .where('id', 'in', ids)
+            .where('lease_token', '=', leaseToken)
+            .execute();
+        }
+      }
+    });
+  }
+
+  async release(claims: readonly { deliveryId: number; leaseToken: string }[]): Promise<void> {
+    if (claims.length === 0) return;
+    const now = Date.now();
+    await this.#db.transaction().execute(async (trx) => {
+      for (const claim of claims) {
+        await trx
+          .updateTable('deliveries')
+          .set({ next_attempt_at: now, lease_token: null, updated_at: now })
+          .where('id', '=', claim.deliveryId)
+          .where('lease_token', '=', claim.leaseToken)
+          .execute();
+      }
+    });
+  }
+
+  async resend(appId: string, msgId: string, endpointId: string, now: number): Promise<void> {
+    await this.#db
+      .insertInto('deliveries')
+      .values({
+        msg_id: msgId,
+        endpoint_id: endpointId,
+        app_id: appId,
+        status: DeliveryStatus.Pending,
+        attempts: 0,
+        next_attempt_at: now,
+        lease_token: null,
+        trigger_type: TriggerType.Manual,
+        created_at: now,
+        updated_at: now,
+      })
+      .onConflict((oc) =>
+        oc.columns(['msg_id', 'endpoint_id']).doUpdateSet({
+          status: DeliveryStatus.Pending,
+          attempts: 0,
+          next_attempt_at: now,
+          lease_token: null,
+          trigger_type: TriggerType.Manual,
+          updated_at: now,
+        }),
+      )
+      .execute();
+  }
+
+  async nextDueAt(): Promise<number | null> {
+    const row = await this.#db
+      .selectFrom('deliveries')
+      .select('next_attempt_at')
+      .where('status', '=', DeliveryStatus.Pending)
+      .orderBy('next_attempt_at')
+      .limit(1)
+      .executeTakeFirst();
+    return row?.next_attempt_at ?? null;
+  }
+
+  async backlog(now: number): Promise<BacklogStats> {
+    const row = await this.#db
+      .selectFrom('deliveries')
+      .select((eb) => [eb.fn.countAll<number>().as('due'), eb.fn.min('next_attempt_at').as('oldest')])
+      .where('status', '=', DeliveryStatus.Pending)
+      .where('next_attempt_at', '<=', now)
+      .executeTakeFirstOrThrow();
+    const oldest = row.oldest === null ? null : Number(row.oldest);
+    return { due: Number(row.due), oldestDueAgeMs: oldest === null ? 0 : Math.max(0, now - oldest) };
+  }
+}

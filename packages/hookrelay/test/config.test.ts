@@ -1,0 +1,55 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadConfig } from '../src/config/config.js';
+
+test('defaults match the README', () => {
+  const config = loadConfig({});
+  assert.equal(config.port, 8080);
+  assert.equal(config.host, '127.0.0.1');
+  assert.equal(config.databaseUrl, 'sqlite:./data/hookrelay.db');
+  assert.deepEqual(config.retryScheduleMs, [0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]);
+  assert.equal(config.requestTimeoutMs, 15_000);
+  assert.equal(config.maxPayloadBytes, 1_048_576);
+  assert.deepEqual(config.ssrfAllow, []);
+});
+
+test('every bad value names its setting', () => {
+  const cases: [Record<string, string>, string][] = [
+    [{ PORT: 'eighty' }, 'PORT'],
+    [{ PORT: '70000' }, 'PORT'],
+    [{ HOOKRELAY_DATABASE_URL: 'mysql://x' }, 'HOOKRELAY_DATABASE_URL'],
+    [{ HOOKRELAY_SSRF_ALLOW: '10.0.0.0/33' }, 'HOOKRELAY_SSRF_ALLOW'],
+    [{ HOOKRELAY_RETRY_SCHEDULE: '0,5x' }, 'HOOKRELAY_RETRY_SCHEDULE'],
+    [{ HOOKRELAY_REQUEST_TIMEOUT: 'soon' }, 'HOOKRELAY_REQUEST_TIMEOUT'],
+    [{ HOOKRELAY_MASTER_KEY: 'c2hvcnQ=' }, 'HOOKRELAY_MASTER_KEY'],
+    [{ HOOKRELAY_SYNC_COMMIT: 'maybe' }, 'HOOKRELAY_SYNC_COMMIT'],
+    [{ HOOKRELAY_LOG_LEVEL: 'loud' }, 'HOOKRELAY_LOG_LEVEL'],
+  ];
+  for (const [env, setting] of cases) {
+    assert.throws(() => loadConfig(env), (error: unknown) => error instanceof ConfigError && error.setting === setting && error.message.includes(setting), setting);
+  }
+});
+
+test('settings come from a JSON file, and the environment wins', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hookrelay-config-'));
+  const file = join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify({ PORT: 9000, HOOKRELAY_RETRY_SCHEDULE: '0,1s', HOST: '0.0.0.0' }));
+  const config = loadConfig({ HOOKRELAY_CONFIG_FILE: file, HOST: '::1' });
+  assert.equal(config.port, 9000);
+  assert.deepEqual(config.retryScheduleMs, [0, 1000]);
+  assert.equal(config.host, '::1');
+  writeFileSync(file, JSON.stringify({ PORTT: 1 }));
+  assert.throws(() => loadConfig({ HOOKRELAY_CONFIG_FILE: file }), /PORTT/);
+});
+
+test('the CLI refuses to start on a bad setting, naming it', () => {
+  const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+  const result = spawnSync(process.execPath, [cli, 'serve'], { env: { ...process.env, PORT: 'not-a-port' }, encoding: 'utf8', timeout: 20_000 });
+  assert.equal(result.status, 78);
+  assert.match(result.stderr, /Invalid setting PORT/);
+});
