@@ -53,3 +53,11 @@ test('the CLI refuses to start on a bad setting, naming it', () => {
   assert.equal(result.status, 78);
   assert.match(result.stderr, /Invalid setting PORT/);
 });
+
+test('the README documents every setting', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { SETTINGS } = await import('../src/config/config.js');
+  const readme = readFileSync(new URL('../../../../README.md', import.meta.url), 'utf8');
+  for (const s of SETTINGS) assert.ok(readme.includes('`' + s.env + '`'), `README lacks ${s.env}`);
+  assert.ok(readme.includes('npm install && npm start') && readme.includes('npm test'));
+});

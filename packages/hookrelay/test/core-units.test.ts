@@ -14,7 +14,6 @@ test('ids carry their prefix, have a fixed length and sort by creation', () => {
   assert.ok(ids.every((id) => hasPrefix(id, 'msg') && id.length === 31));
   assert.deepEqual([...ids].sort(), ids, 'ids made in sequence are already in lexicographic order');
   assert.equal(new Set(ids).size, ids.length);
-  assert.ok(newId('app', Date.UTC(2020, 0, 1)) < newId('app', Date.UTC(2030, 0, 1)) || true);
   assert.ok(!hasPrefix(ids[0]!, 'app'));
 });
 
@@ -39,7 +38,7 @@ test('retry delays follow the schedule within +-20 % jitter, then stop', () => {
     const low = nextRetryDelay(DEFAULT_RETRY_SCHEDULE_MS, attempt, null, 0.2, () => 0).delayMs!;
     const high = nextRetryDelay(DEFAULT_RETRY_SCHEDULE_MS, attempt, null, 0.2, () => 0.999999).delayMs!;
     assert.equal(low, Math.round(base * 0.8));
-    assert.ok(Math.abs(high - base * 1.2) <= 1);
+    assert.ok(high <= Math.round(base * 1.2) && high >= base * 1.2 - base * 1e-5, `attempt ${attempt}: ${high}`);
   }
   assert.equal(nextRetryDelay(DEFAULT_RETRY_SCHEDULE_MS, DEFAULT_RETRY_SCHEDULE_MS.length, null).delayMs, null);
   assert.equal(nextRetryDelay([0, 5000], 1, 30_000).delayMs, 30_000, 'Retry-After wins over the schedule');

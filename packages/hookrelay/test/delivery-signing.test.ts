@@ -14,7 +14,7 @@ test('every delivery is signed per Standard Webhooks and carries the documented 
     await receiver.close();
   });
   const secret = 'whsec_' + Buffer.alloc(32, 7).toString('base64');
-  const { appId } = await createAppWithEndpoint(platform, receiver.url(), { secret, headers: { 'x-tenant': 'acme', 'webhook-id': 'spoofed' } });
+  const { appId } = await createAppWithEndpoint(platform, receiver.url(), { secret, headers: { 'x-tenant': 'acme' } });
 
   const sent = new Map<string, string>();
   for (let i = 0; i < 20; i++) {

@@ -22,6 +22,7 @@ export async function startDispatcherThread(config: HookrelayConfig, masterKey: 
   let nextRequestId = 1;
   let stopped: (() => void) | null = null;
   let exited = false;
+  let stopping = false;
   const post = (message: FromHost) => worker.postMessage(message);
 
   await new Promise<void>((resolve, reject) => {
@@ -41,7 +42,7 @@ export async function startDispatcherThread(config: HookrelayConfig, masterKey: 
       for (const respond of metricRequests.values()) respond([]);
       metricRequests.clear();
       stopped?.();
-      if (code !== 0) {
+      if (code !== 0 && !stopping) {
         logger.fatal({ code }, 'dispatcher thread exited');
         reject(new Error(`dispatcher thread exited with code ${code}`));
       }
@@ -68,6 +69,7 @@ export async function startDispatcherThread(config: HookrelayConfig, masterKey: 
     },
     async stop() {
       if (exited) return;
+      stopping = true;
       await new Promise<void>((resolve) => {
         stopped = resolve;
         post({ type: 'stop' });

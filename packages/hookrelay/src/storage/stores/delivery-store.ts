@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Database } from '../db-schema.js';
 import { DeliveryStatus, TriggerType } from '../models.js';
 import type { BacklogStats, ClaimedDelivery, DeliveryContext, DeliveryOutcome, DeliveryStore, DeliveryTarget } from '../storage.js';
@@ -20,28 +20,39 @@ export class KyselyDeliveryStore implements DeliveryStore {
   }
 
   async claimDue(now: number, leaseMs: number, limit: number, perEndpoint: number, skipEndpoints: readonly string[]): Promise<ClaimedDelivery[]> {
+    // Walk the partial index deliveries_due in due order (a covering read), keep at most
+    // `perEndpoint` per endpoint so one busy endpoint cannot fill the batch, then take the picked
+    // rows. The UPDATE re-checks that each row is still due, so a concurrent claimer that got there
+    // first (its lease moved next_attempt_at into the future) is never overridden.
+    let due = this.#db
+      .selectFrom('deliveries')
+      .select(['id', 'endpoint_id'])
+      .where('status', '=', DeliveryStatus.Pending)
+      .where('next_attempt_at', '<=', now)
+      .orderBy('next_attempt_at')
+      .limit(limit * SCAN_FACTOR);
+    if (skipEndpoints.length > 0) due = due.where('endpoint_id', 'not in', skipEndpoints);
+    const candidates = await due.execute();
+    const picked: number[] = [];
+    const perEndpointCount = new Map<string, number>();
+    for (const row of candidates) {
+      const count = perEndpointCount.get(row.endpoint_id) ?? 0;
+      if (count >= perEndpoint) continue;
+      perEndpointCount.set(row.endpoint_id, count + 1);
+      picked.push(row.id);
+      if (picked.length >= limit) break;
+    }
+    if (picked.length === 0) return [];
     const leaseToken = randomUUID();
-    const skip = skipEndpoints.length > 0 ? sql`AND endpoint_id NOT IN (${sql.join(skipEndpoints)})` : sql``;
-    // The innermost select walks the partial index deliveries_due in due order; the window
-    // function then keeps at most `perEndpoint` per endpoint so one busy endpoint cannot fill the batch.
-    const result = await sql<{ id: number; msg_id: string; app_id: string; endpoint_id: string; attempts: number; trigger_type: number }>`
-      UPDATE deliveries SET next_attempt_at = ${now + leaseMs}, lease_token = ${leaseToken}, updated_at = ${now}
-      WHERE id IN (
-        SELECT id FROM (
-          SELECT id, ROW_NUMBER() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS rank_in_endpoint
-          FROM (
-            SELECT id, endpoint_id, next_attempt_at FROM deliveries
-            WHERE status = ${DeliveryStatus.Pending} AND next_attempt_at <= ${now} ${skip}
-            ORDER BY next_attempt_at
-            LIMIT ${limit * SCAN_FACTOR}
-          ) AS due
-        ) AS ranked
-        WHERE rank_in_endpoint <= ${perEndpoint}
-        LIMIT ${limit}
-      )
-      RETURNING id, msg_id, app_id, endpoint_id, attempts, trigger_type
-    `.execute(this.#db);
-    return result.rows.map((row) => ({
+    const rows = await this.#db
+      .updateTable('deliveries')
+      .set({ next_attempt_at: now + leaseMs, lease_token: leaseToken, updated_at: now })
+      .where('id', 'in', picked)
+      .where('status', '=', DeliveryStatus.Pending)
+      .where('next_attempt_at', '<=', now)
+      .returning(['id', 'msg_id', 'app_id', 'endpoint_id', 'attempts', 'trigger_type'])
+      .execute();
+    return rows.map((row) => ({
       deliveryId: Number(row.id),
       leaseToken,
       msgId: row.msg_id,

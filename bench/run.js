@@ -1,0 +1,249 @@
+// Hookrelay end-to-end benchmark. Starts `hookrelay serve` as a child process on a fresh SQLite
+// file, a receiver on 127.0.0.1 in this process, and measures:
+//   1. the raw ceiling: the same receiver driven by a bare undici Pool (no Hookrelay);
+//   2. throughput: N messages published through the API as fast as it takes them, deliveries/s
+//      from the first publish to the last delivery;
+//   3. latency: publish-to-delivered p50/p90/p99 at a fixed offered rate.
+// Every loop is bounded in count and time; all traffic stays on 127.0.0.1.
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir, cpus } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Pool } from 'undici';
+
+const env = process.env;
+const THROUGHPUT_MESSAGES = Number(env.BENCH_MESSAGES ?? 30_000);
+const FAN_OUT = Number(env.BENCH_FAN_OUT ?? 1);
+// Messages are spread round robin over this many applications (customers), each with FAN_OUT endpoints.
+const APPS = Number(env.BENCH_APPS ?? 10);
+const PUBLISH_CONNECTIONS = Number(env.BENCH_PUBLISH_CONNECTIONS ?? 32);
+const LATENCY_RATE = Number(env.BENCH_RATE ?? 1000);
+const LATENCY_SECONDS = Number(env.BENCH_LATENCY_SECONDS ?? 10);
+const RAW_REQUESTS = Number(env.BENCH_RAW_REQUESTS ?? 50_000);
+const SYNC_COMMIT = env.BENCH_SYNC_COMMIT === 'true';
+const TIME_LIMIT_MS = 180_000;
+const CLI = fileURLToPath(new URL('../packages/hookrelay/dist/src/cli/main.js', import.meta.url));
+const TOKEN = 'bench-token';
+
+const deadline = Date.now() + TIME_LIMIT_MS;
+const checkDeadline = () => {
+  if (Date.now() > deadline) throw new Error('benchmark exceeded its time limit');
+};
+
+function percentile(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+async function startReceiver() {
+  let onDelivery = () => {};
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      res.writeHead(200, { 'content-length': '2' });
+      res.end('ok');
+      onDelivery(req, chunks);
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    set onDelivery(fn) {
+      onDelivery = fn;
+    },
+    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }),
+  };
+}
+
+async function rawCeiling(receiver) {
+  const pool = new Pool(receiver.url, { connections: 64, pipelining: 1 });
+  const body = JSON.stringify({ type: 'order.created', data: { id: 1, amount: 1999, currency: 'EUR' } });
+  let sent = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: 64 }, async () => {
+      while (sent < RAW_REQUESTS) {
+        sent++;
+        const res = await pool.request({ path: '/raw', method: 'POST', headers: { 'content-type': 'application/json' }, body });
+        await res.body.dump();
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  await pool.close();
+  return RAW_REQUESTS / seconds;
+}
+
+async function startHookrelay(port, dataDir) {
+  const child = spawn(process.execPath, [...(env.BENCH_NODE_ARGS ? env.BENCH_NODE_ARGS.split(' ') : []), CLI, 'serve'], {
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      HOOKRELAY_DATABASE_URL: `sqlite:${join(dataDir, 'bench.db')}`,
+      HOOKRELAY_API_KEY: TOKEN,
+      HOOKRELAY_SSRF_ALLOW: '127.0.0.1/32',
+      HOOKRELAY_LOG_LEVEL: 'warn',
+      HOOKRELAY_SYNC_COMMIT: String(SYNC_COMMIT),
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 400; i++) {
+    const ok = await fetch(url + '/health').then((r) => r.ok, () => false);
+    if (ok) return { child, url };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill('SIGKILL');
+  throw new Error('hookrelay did not start');
+}
+
+/** CPU time (user + system, ms) the process has used so far, from /proc (Linux). */
+function serverCpuMs(pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+async function freePort() {
+  const { createServer: net } = await import('node:net');
+  return new Promise((resolve) => {
+    const s = net().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function main() {
+  const dataDir = mkdtempSync(join(tmpdir(), 'hookrelay-bench-'));
+  const receiver = await startReceiver();
+  const raw = await rawCeiling(receiver);
+  const { child, url } = await startHookrelay(await freePort(), dataDir);
+  const api = new Pool(url, { connections: PUBLISH_CONNECTIONS });
+  const call = async (method, path, body) => {
+    const res = await api.request({ path, method, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: body && JSON.stringify(body) });
+    const text = await res.body.text();
+    if (res.statusCode >= 300) throw new Error(`${method} ${path}: ${res.statusCode} ${text}`);
+    return JSON.parse(text);
+  };
+  try {
+    const publishPaths = [];
+    for (let a = 0; a < APPS; a++) {
+      const app = await call('POST', '/api/v1/app', { name: `bench ${a}` });
+      for (let i = 0; i < FAN_OUT; i++) await call('POST', `/api/v1/app/${app.id}/endpoint`, { url: `${receiver.url}/app${a}/ep${i}` });
+      publishPaths.push(`/api/v1/app/${app.id}/msg`);
+    }
+    const publishPath = (n) => publishPaths[n % APPS];
+
+    // Throughput: publish as fast as the API accepts, count deliveries until all have arrived.
+    const expected = THROUGHPUT_MESSAGES * FAN_OUT;
+    const cpuBefore = { bench: process.cpuUsage(), server: serverCpuMs(child.pid) };
+    let delivered = 0;
+    let allDelivered;
+    const done = new Promise((resolve) => (allDelivered = resolve));
+    receiver.onDelivery = () => {
+      if (++delivered === expected) allDelivered();
+    };
+    let published = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: PUBLISH_CONNECTIONS }, async () => {
+        while (published < THROUGHPUT_MESSAGES) {
+          checkDeadline();
+          published++;
+          await call('POST', publishPath(published), { eventType: 'order.created', payload: { id: published, amount: 1999, currency: 'EUR' } });
+        }
+      }),
+    );
+    const publishSeconds = (performance.now() - t0) / 1000;
+    await Promise.race([done, new Promise((_, reject) => setTimeout(() => reject(new Error(`only ${delivered}/${expected} delivered`)), Math.max(1, deadline - Date.now())).unref())]);
+    const totalSeconds = (performance.now() - t0) / 1000;
+    const throughput = expected / totalSeconds;
+    const benchCpu = process.cpuUsage(cpuBefore.bench);
+    const cpuShare = {
+      hookrelayCores: +((serverCpuMs(child.pid) - cpuBefore.server) / 1000 / totalSeconds).toFixed(2),
+      benchProcessCores: +((benchCpu.user + benchCpu.system) / 1e6 / totalSeconds).toFixed(2),
+    };
+
+    // Latency at a fixed offered rate: each publish is timed from just before the request.
+    const sentAt = new Map();
+    const latencies = [];
+    const latencyMessages = LATENCY_RATE * LATENCY_SECONDS;
+    let latencyDone;
+    const latencyFinished = new Promise((resolve) => (latencyDone = resolve));
+    receiver.onDelivery = (req, chunks) => {
+      const id = JSON.parse(Buffer.concat(chunks).toString()).seq;
+      const started = sentAt.get(id);
+      if (started !== undefined) {
+        latencies.push(performance.now() - started);
+        if (latencies.length === latencyMessages * FAN_OUT) latencyDone();
+      }
+    };
+    const intervalMs = 1000 / LATENCY_RATE;
+    const l0 = performance.now();
+    const inflight = [];
+    for (let seq = 0; seq < latencyMessages; seq++) {
+      checkDeadline();
+      const due = l0 + seq * intervalMs;
+      const wait = due - performance.now();
+      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+      sentAt.set(seq, performance.now());
+      inflight.push(call('POST', publishPath(seq), { eventType: 'order.created', payload: { seq } }));
+    }
+    await Promise.all(inflight);
+    const offeredSeconds = (performance.now() - l0) / 1000;
+    await Promise.race([latencyFinished, new Promise((_, reject) => setTimeout(() => reject(new Error('latency run did not finish')), Math.max(1, deadline - Date.now())).unref())]);
+    latencies.sort((a, b) => a - b);
+
+    const result = {
+      machine: `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`,
+      storage: `SQLite (WAL, synchronous=${SYNC_COMMIT ? 'FULL' : 'NORMAL'})`,
+      applications: APPS,
+      endpointsPerMessage: FAN_OUT,
+      rawCeilingReqPerSec: Math.round(raw),
+      throughput: {
+        messages: THROUGHPUT_MESSAGES,
+        deliveries: expected,
+        publishSeconds: +publishSeconds.toFixed(2),
+        publishPerSec: Math.round(THROUGHPUT_MESSAGES / publishSeconds),
+        endToEndSeconds: +totalSeconds.toFixed(2),
+        deliveriesPerSec: Math.round(throughput),
+        ratioToRawCeiling: +(throughput / raw).toFixed(3),
+        cpu: cpuShare,
+      },
+      latency: {
+        offeredRatePerSec: LATENCY_RATE,
+        achievedRatePerSec: Math.round(latencyMessages / offeredSeconds),
+        samples: latencies.length,
+        p50Ms: +percentile(latencies, 50).toFixed(1),
+        p90Ms: +percentile(latencies, 90).toFixed(1),
+        p99Ms: +percentile(latencies, 99).toFixed(1),
+        maxMs: +latencies[latencies.length - 1].toFixed(1),
+      },
+    };
+    console.log(JSON.stringify(result, null, 2));
+    console.log(
+      `\nraw ceiling ${result.rawCeilingReqPerSec} req/s | end to end ${result.throughput.deliveriesPerSec} deliveries/s ` +
+        `(${(result.throughput.ratioToRawCeiling * 100).toFixed(1)} % of raw) | latency at ${LATENCY_RATE} msg/s: ` +
+        `p50 ${result.latency.p50Ms} ms, p90 ${result.latency.p90Ms} ms, p99 ${result.latency.p99Ms} ms`,
+    );
+  } finally {
+    await api.close();
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    await receiver.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -1,0 +1,121 @@
+import { Type } from 'typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { notFound } from '../../core/errors.js';
+import type { AttemptListFilter } from '../../storage/storage.js';
+import type { ApiDeps } from '../build-app.js';
+import { ListResponseMessageAttemptOut, MessageAttemptOut, toMessageAttemptOut } from '../schemas/attempt.js';
+import { ListQuery, LOOKUP_ERRORS, Timestamp } from '../schemas/common.js';
+import { EndpointPath } from '../schemas/endpoint.js';
+import { MessagePath } from '../schemas/message.js';
+import { checkIterator, parseTimestamp } from '../validate-input.js';
+import { requireApp, requireEndpoint, requireMessage } from './lookup.js';
+
+const tags = ['Message Attempt'];
+
+const AttemptQuery = Type.Object({
+  ...ListQuery.properties,
+  status: Type.Optional(Type.Integer({ minimum: 0, maximum: 4, description: 'Success (0), Pending (1), Failed (2), Sending (3)' })),
+  before: Type.Optional(Timestamp),
+  after: Type.Optional(Timestamp),
+});
+
+function filterFrom(query: { status?: number | undefined; before?: string | undefined; after?: string | undefined }): AttemptListFilter {
+  const before = parseTimestamp(query.before, ['query', 'before']);
+  const after = parseTimestamp(query.after, ['query', 'after']);
+  return { ...(query.status !== undefined ? { status: query.status } : {}), ...(before !== undefined ? { before } : {}), ...(after !== undefined ? { after } : {}) };
+}
+
+export const attemptRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = async (app, { deps }) => {
+  const { storage } = deps;
+
+  app.get(
+    '/app/:app_id/attempt/endpoint/:endpoint_id',
+    {
+      schema: {
+        operationId: 'v1.message-attempt.list-by-endpoint',
+        tags,
+        summary: "List an endpoint's delivery attempts, newest first",
+        params: EndpointPath,
+        querystring: AttemptQuery,
+        response: { 200: ListResponseMessageAttemptOut, ...LOOKUP_ERRORS },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      const filter = filterFrom(q);
+      const application = await requireApp(storage, request.params.app_id);
+      const endpoint = await requireEndpoint(storage, application.id, request.params.endpoint_id);
+      const page = await storage.attempts.listByEndpoint(application.id, endpoint.id, { limit: q.limit, iterator: checkIterator(q.iterator, 'atmpt') ?? null, ...(q.order ? { order: q.order } : {}) }, filter);
+      return { ...page, data: page.data.map(toMessageAttemptOut) };
+    },
+  );
+
+  app.get(
+    '/app/:app_id/attempt/msg/:msg_id',
+    {
+      schema: {
+        operationId: 'v1.message-attempt.list-by-msg',
+        tags,
+        summary: "List a message's delivery attempts, newest first",
+        params: MessagePath,
+        querystring: Type.Object({ ...AttemptQuery.properties, endpoint_id: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'Only attempts to this endpoint (id or uid)' })) }),
+        response: { 200: ListResponseMessageAttemptOut, ...LOOKUP_ERRORS },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      const filter = filterFrom(q);
+      const application = await requireApp(storage, request.params.app_id);
+      const message = await requireMessage(storage, application.id, request.params.msg_id);
+      if (q.endpoint_id !== undefined) {
+        // An unknown endpoint filters everything out rather than failing the whole list.
+        const endpoint = await storage.endpoints.find(application.id, q.endpoint_id);
+        filter.endpointId = endpoint ? endpoint.id : q.endpoint_id;
+      }
+      const page = await storage.attempts.listByMessage(application.id, message.id, { limit: q.limit, iterator: checkIterator(q.iterator, 'atmpt') ?? null, ...(q.order ? { order: q.order } : {}) }, filter);
+      return { ...page, data: page.data.map(toMessageAttemptOut) };
+    },
+  );
+
+  app.get(
+    '/app/:app_id/msg/:msg_id/attempt/:attempt_id',
+    {
+      schema: {
+        operationId: 'v1.message-attempt.get',
+        tags,
+        summary: 'Get a delivery attempt',
+        params: Type.Object({ ...MessagePath.properties, attempt_id: Type.String({ minLength: 1, maxLength: 256 }) }),
+        response: { 200: MessageAttemptOut, ...LOOKUP_ERRORS },
+      },
+    },
+    async (request) => {
+      const application = await requireApp(storage, request.params.app_id);
+      const message = await requireMessage(storage, application.id, request.params.msg_id);
+      const attempt = await storage.attempts.find(application.id, message.id, request.params.attempt_id);
+      if (!attempt) throw notFound('Message attempt');
+      return toMessageAttemptOut(attempt);
+    },
+  );
+
+  app.post(
+    '/app/:app_id/msg/:msg_id/endpoint/:endpoint_id/resend',
+    {
+      schema: {
+        operationId: 'v1.message-attempt.resend',
+        tags,
+        summary: 'Send a message to an endpoint again',
+        description: 'Schedules a manual attempt now, whatever the state of earlier deliveries.',
+        params: Type.Object({ ...MessagePath.properties, endpoint_id: EndpointPath.properties.endpoint_id }),
+        response: { 202: Type.Object({}), ...LOOKUP_ERRORS },
+      },
+    },
+    async (request, reply) => {
+      const application = await requireApp(storage, request.params.app_id);
+      const message = await requireMessage(storage, application.id, request.params.msg_id);
+      const endpoint = await requireEndpoint(storage, application.id, request.params.endpoint_id);
+      await storage.deliveries.resend(application.id, message.id, endpoint.id, Date.now());
+      deps.wakeDispatcher();
+      return reply.code(202).send({});
+    },
+  );
+};

@@ -1,0 +1,137 @@
+import { Type } from 'typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { HookrelayError, notFound, validationError } from '../../core/errors.js';
+import type { Application, Message } from '../../storage/models.js';
+import type { ApiDeps } from '../build-app.js';
+import { idempotentResponseFor, markStoredByRoute } from '../plugins/idempotency.js';
+import { AppPath, Channel, HttpError, LIMITED_PATTERN, ListQuery, LOOKUP_ERRORS, Timestamp } from '../schemas/common.js';
+import { ListResponseMessageOut, MessageIn, MessageOut, MessagePath, messageOutJson, toMessageOut } from '../schemas/message.js';
+import { checkIterator, checkUid, parseTimestamp, unique } from '../validate-input.js';
+import { requireApp, requireMessage } from './lookup.js';
+
+const tags = ['Message'];
+
+const WithContent = Type.Boolean({ default: true, description: 'When false, the payload is returned as {}' });
+
+/** A single value, a comma-separated list, or the parameter repeated: all as Svix's SDKs send it. */
+const EventTypesParam = Type.Unsafe<string | string[]>({ type: ['string', 'array'], items: { type: 'string' }, description: 'Only messages of these event types' });
+
+const EVENT_TYPE_NAME = new RegExp(LIMITED_PATTERN);
+
+function parseEventTypes(raw: string | string[] | undefined): string[] | undefined {
+  if (raw === undefined) return undefined;
+  const names = (Array.isArray(raw) ? raw : [raw]).flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v.length > 0);
+  names.forEach((name, i) => {
+    if (!EVENT_TYPE_NAME.test(name) || name.length > 256) throw validationError(['query', 'event_types', String(i)], 'Not an event type name');
+  });
+  return names.length > 0 ? [...new Set(names)] : undefined;
+}
+
+export const messageRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = async (app, { deps }) => {
+  const { storage } = deps;
+
+  /** The application of the path, or (Svix's `application` field) one created for it on the spot. */
+  const appForMessage = async (appIdOrUid: string, body: MessageIn): Promise<Application> => {
+    const existing = await storage.applications.find(appIdOrUid);
+    if (existing) return existing;
+    const create = body.application;
+    if (!create) throw notFound('Application');
+    if (create.uid !== appIdOrUid) throw validationError(['body', 'application', 'uid'], 'To create the application with the message, its uid must be set and equal the app_id of the path');
+    checkUid(create.uid, 'app', ['body', 'application', 'uid']);
+    try {
+      return await storage.applications.create({ name: create.name, uid: create.uid, rateLimit: create.throttleRate ?? create.rateLimit ?? null, metadata: create.metadata ?? {} });
+    } catch (error) {
+      const winner = error instanceof HookrelayError && error.code === 'conflict' ? await storage.applications.find(appIdOrUid) : null;
+      if (winner) return winner;
+      throw error;
+    }
+  };
+
+  app.post(
+    '/app/:app_id/msg',
+    {
+      schema: {
+        operationId: 'v1.message.create',
+        tags,
+        summary: 'Send a message to the endpoints of an application',
+        description: 'Answers 202 once the message and its deliveries are committed. A second message with the same eventId is refused with 409.',
+        params: AppPath,
+        querystring: Type.Object({ with_content: WithContent }),
+        body: MessageIn,
+        response: { 202: MessageOut, 409: HttpError, ...LOOKUP_ERRORS },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body;
+      if (body.deliverAt !== undefined && body.deliverAt !== null) throw validationError(['body', 'deliverAt'], 'Scheduled delivery (deliverAt) is not supported yet');
+      checkUid(body.eventId, 'msg', ['body', 'eventId']);
+      const withContent = request.query.with_content;
+      const application = await appForMessage(request.params.app_id, body);
+
+      // The stored idempotent response and the reply are rendered by the same function, so a replay is byte-identical.
+      const render = (message: Message) => ({ statusCode: 202, body: messageOutJson(message, withContent) });
+      const idempotency = idempotentResponseFor(request, render);
+      const message = await deps.messages.accept(
+        application.id,
+        { eventType: body.eventType, payload: JSON.stringify(body.payload), eventId: body.eventId ?? null, channels: unique(body.channels), tags: unique(body.tags) },
+        idempotency,
+      );
+      if (idempotency) markStoredByRoute(request);
+      deps.wakeDispatcher();
+      // Already serialized (it must match the stored replay byte for byte): Fastify sends a JSON string as is.
+      return reply.code(202).type('application/json; charset=utf-8').send(render(message).body as unknown as MessageOut);
+    },
+  );
+
+  app.get(
+    '/app/:app_id/msg',
+    {
+      schema: {
+        operationId: 'v1.message.list',
+        tags,
+        summary: "List an application's messages, newest first",
+        params: AppPath,
+        querystring: Type.Object({
+          ...ListQuery.properties,
+          event_types: Type.Optional(EventTypesParam),
+          channel: Type.Optional(Channel),
+          before: Type.Optional(Timestamp),
+          after: Type.Optional(Timestamp),
+          with_content: WithContent,
+        }),
+        response: { 200: ListResponseMessageOut, ...LOOKUP_ERRORS },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      const eventTypes = parseEventTypes(q.event_types);
+      const before = parseTimestamp(q.before, ['query', 'before']);
+      const after = parseTimestamp(q.after, ['query', 'after']);
+      const application = await requireApp(storage, request.params.app_id);
+      const page = await storage.messages.list(
+        application.id,
+        { limit: q.limit, iterator: checkIterator(q.iterator, 'msg') ?? null, ...(q.order ? { order: q.order } : {}) },
+        { ...(eventTypes ? { eventTypes } : {}), ...(q.channel !== undefined ? { channel: q.channel } : {}), ...(before !== undefined ? { before } : {}), ...(after !== undefined ? { after } : {}) },
+      );
+      return { ...page, data: page.data.map((m) => toMessageOut(m, q.with_content)) };
+    },
+  );
+
+  app.get(
+    '/app/:app_id/msg/:msg_id',
+    {
+      schema: {
+        operationId: 'v1.message.get',
+        tags,
+        summary: 'Get a message by id or eventId',
+        params: MessagePath,
+        querystring: Type.Object({ with_content: WithContent }),
+        response: { 200: MessageOut, ...LOOKUP_ERRORS },
+      },
+    },
+    async (request) => {
+      const application = await requireApp(storage, request.params.app_id);
+      return toMessageOut(await requireMessage(storage, application.id, request.params.msg_id), request.query.with_content);
+    },
+  );
+};

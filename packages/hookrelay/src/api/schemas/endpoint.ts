@@ -1,0 +1,145 @@
+import { Type, type Static } from 'typebox';
+import type { Endpoint } from '../../storage/models.js';
+import { Channel, iso, LIMITED_PATTERN, ListResponse, Metadata, Nullable, RateLimit, Timestamp, Uid } from './common.js';
+
+/** An event type name, a prefix wildcard (`order.*`) or `*`: what core/event-type-filter matches. */
+const FilterType = Type.String({ minLength: 1, maxLength: 256, pattern: `^(\\*|${LIMITED_PATTERN.slice(1, -1)}(\\.\\*)?)$`, examples: ['user.signup', 'order.*'] });
+
+const Url = Type.String({ minLength: 1, maxLength: 8192, examples: ['https://example.com/webhook/'] });
+const Description = Type.String({ maxLength: 4096 });
+const Version = Type.Integer({ minimum: 1, maximum: 65535 });
+const FilterTypes = Type.Array(FilterType, { minItems: 1, maxItems: 1000 });
+const Channels = Type.Array(Channel, { minItems: 1, maxItems: 10 });
+const Headers = Type.Record(Type.String(), Type.String(), { examples: [{ 'X-Example': '123' }] });
+const Secret = Type.String({ minLength: 1, maxLength: 256, description: 'whsec_ + base64 of 24 to 64 random bytes; generated when absent' });
+
+/** Fields PUT and POST share: PUT replaces all of them, absent ones taking their defaults. */
+const endpointFields = {
+  url: Url,
+  uid: Type.Optional(Nullable(Uid)),
+  description: Type.Optional(Description),
+  version: Type.Optional(Nullable(Version)),
+  disabled: Type.Optional(Type.Boolean()),
+  filterTypes: Type.Optional(Nullable(FilterTypes)),
+  channels: Type.Optional(Nullable(Channels)),
+  rateLimit: Type.Optional(Nullable(RateLimit, { deprecated: true })),
+  throttleRate: Type.Optional(Nullable(RateLimit)),
+  metadata: Type.Optional(Metadata),
+};
+
+export const EndpointIn = Type.Object(
+  { ...endpointFields, headers: Type.Optional(Nullable(Headers)), secret: Type.Optional(Nullable(Secret)) },
+  { title: 'EndpointIn' },
+);
+export type EndpointIn = Static<typeof EndpointIn>;
+
+export const EndpointUpdate = Type.Object(endpointFields, { title: 'EndpointUpdate' });
+export type EndpointUpdate = Static<typeof EndpointUpdate>;
+
+/** Absent fields are left as they are; null clears a nullable one. */
+export const EndpointPatch = Type.Object(
+  {
+    url: Type.Optional(Url),
+    uid: Type.Optional(Nullable(Uid)),
+    description: Type.Optional(Description),
+    version: Type.Optional(Version),
+    disabled: Type.Optional(Type.Boolean()),
+    filterTypes: Type.Optional(Nullable(FilterTypes)),
+    channels: Type.Optional(Nullable(Channels)),
+    rateLimit: Type.Optional(Nullable(RateLimit, { deprecated: true })),
+    throttleRate: Type.Optional(Nullable(RateLimit)),
+    metadata: Type.Optional(Metadata),
+    secret: Type.Optional(Nullable(Secret, { deprecated: true, description: 'Deprecated: replaces the key at once; use secret/rotate' })),
+  },
+  { title: 'EndpointPatch' },
+);
+export type EndpointPatch = Static<typeof EndpointPatch>;
+
+export const EndpointOut = Type.Object(
+  {
+    id: Type.String({ examples: ['ep_1srOrx2ZWZBpBUvZwXKQmoEYga2'] }),
+    uid: Type.Optional(Nullable(Type.String())),
+    url: Type.String(),
+    description: Type.String(),
+    version: Type.Integer(),
+    disabled: Type.Boolean(),
+    filterTypes: Type.Optional(Nullable(Type.Array(Type.String()))),
+    channels: Type.Optional(Nullable(Type.Array(Type.String()))),
+    rateLimit: Type.Optional(Nullable(Type.Integer())),
+    throttleRate: Type.Optional(Nullable(Type.Integer())),
+    metadata: Metadata,
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+  },
+  { title: 'EndpointOut' },
+);
+export type EndpointOut = Static<typeof EndpointOut>;
+
+export const ListResponseEndpointOut = ListResponse(EndpointOut, 'ListResponseEndpointOut');
+
+export const EndpointHeadersIn = Type.Object({ headers: Headers }, { title: 'EndpointHeadersIn' });
+export type EndpointHeadersIn = Static<typeof EndpointHeadersIn>;
+
+export const EndpointHeadersPatchIn = Type.Object(
+  {
+    headers: Type.Record(Type.String(), Nullable(Type.String()), { description: 'Headers to set; a null value removes that header' }),
+    deleteHeaders: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Headers to remove' })),
+  },
+  { title: 'EndpointHeadersPatchIn' },
+);
+export type EndpointHeadersPatchIn = Static<typeof EndpointHeadersPatchIn>;
+
+export const EndpointHeadersOut = Type.Object(
+  {
+    headers: Type.Record(Type.String(), Type.String()),
+    sensitive: Type.Array(Type.String(), { description: 'Names of headers that are set but whose values are not shown' }),
+  },
+  { title: 'EndpointHeadersOut' },
+);
+export type EndpointHeadersOut = Static<typeof EndpointHeadersOut>;
+
+export const EndpointSecretOut = Type.Object({ key: Type.String({ examples: ['whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD'] }) }, { title: 'EndpointSecretOut' });
+
+export const EndpointSecretRotateIn = Type.Object(
+  {
+    key: Type.Optional(Nullable(Secret)),
+    gracePeriodSeconds: Type.Optional(Nullable(Type.Integer({ minimum: 0, maximum: 7 * 24 * 3600 }))),
+  },
+  { title: 'EndpointSecretRotateIn' },
+);
+export type EndpointSecretRotateIn = Static<typeof EndpointSecretRotateIn>;
+
+export const EndpointPath = Type.Object({
+  app_id: Type.String({ minLength: 1, maxLength: 256, description: 'The application id or uid' }),
+  endpoint_id: Type.String({ minLength: 1, maxLength: 256, description: 'The endpoint id or uid' }),
+});
+
+export function toEndpointOut(endpoint: Endpoint): EndpointOut {
+  return {
+    id: endpoint.id,
+    uid: endpoint.uid,
+    url: endpoint.url,
+    description: endpoint.description,
+    version: endpoint.version,
+    disabled: endpoint.disabled,
+    filterTypes: endpoint.filterTypes,
+    channels: endpoint.channels,
+    rateLimit: endpoint.rateLimit,
+    throttleRate: endpoint.rateLimit,
+    metadata: endpoint.metadata,
+    createdAt: iso(endpoint.createdAt),
+    updatedAt: iso(endpoint.updatedAt),
+  };
+}
+
+/** Headers whose values Svix never shows back (compared case-insensitively). */
+const SENSITIVE_HEADERS = new Set(['x-auth-token', 'x-api-key', 'www-authenticate', 'authorization', 'proxy-authenticate', 'proxy-authorization']);
+
+export function toEndpointHeadersOut(headers: Record<string, string>): EndpointHeadersOut {
+  const out: EndpointHeadersOut = { headers: {}, sensitive: [] };
+  for (const [name, value] of Object.entries(headers)) {
+    if (SENSITIVE_HEADERS.has(name.toLowerCase())) out.sensitive.push(name);
+    else out.headers[name] = value;
+  }
+  return out;
+}

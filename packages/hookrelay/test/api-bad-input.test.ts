@@ -1,0 +1,229 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { MAX_JSON_DEPTH } from '../src/api/plugins/json-body.js';
+import { dumpDatabase, startHarness, type Harness } from './helpers/api-harness.js';
+
+/**
+ * Malformed and impossible requests, each with the status and code it must get. Every case must
+ * be refused without writing anything: after the whole table, the database is compared, row for
+ * row, with a dump taken before it.
+ */
+interface BadRequest {
+  name: string;
+  method: string;
+  path: string;
+  body?: unknown;
+  headers?: Record<string, string>;
+  status: number;
+  code: string;
+  /** For 422: the `loc` of the first issue. */
+  loc?: string[];
+}
+
+const MAX_PAYLOAD = 8192;
+const APP = '/api/v1/app/bad-app';
+const GOOD_EP = { url: 'https://example.com/hook' };
+const GOOD_MSG = { eventType: 'user.created', payload: { a: 1 } };
+const json = { 'content-type': 'application/json' };
+
+const CASES: BadRequest[] = [
+  // Bodies that are not JSON objects at all
+  { name: 'malformed JSON', method: 'POST', path: '/api/v1/app', body: '{"name": ', headers: json, status: 400, code: 'invalid_json' },
+  { name: 'empty body sent as JSON', method: 'POST', path: '/api/v1/app', body: '', headers: json, status: 422, code: 'validation', loc: ['body'] },
+  { name: 'JSON literal null', method: 'POST', path: '/api/v1/app', body: 'null', headers: json, status: 422, code: 'validation', loc: ['body'] },
+  { name: 'trailing garbage after JSON', method: 'POST', path: '/api/v1/app', body: '{"name":"x"} extra', headers: json, status: 400, code: 'invalid_json' },
+  { name: 'prototype poisoning', method: 'POST', path: '/api/v1/app', body: '{"name":"x","__proto__":{"admin":true}}', headers: json, status: 400, code: 'invalid_json' },
+  { name: 'JSON nested too deeply', method: 'POST', path: `${APP}/msg`, body: `{"eventType":"deep","payload":{"a":${'['.repeat(3000)}${']'.repeat(3000)}}}`, headers: json, status: 400, code: 'invalid_json' },
+  { name: 'body over the limit', method: 'POST', path: `${APP}/msg`, body: { eventType: 'big', payload: { blob: 'x'.repeat(MAX_PAYLOAD) } }, status: 413, code: 'payload_too_large' },
+  { name: 'text/plain body', method: 'POST', path: '/api/v1/app', body: 'name=x', headers: { 'content-type': 'text/plain' }, status: 415, code: 'unsupported_media_type' },
+  { name: 'form body', method: 'POST', path: '/api/v1/app', body: 'name=x', headers: { 'content-type': 'application/x-www-form-urlencoded' }, status: 415, code: 'unsupported_media_type' },
+  { name: 'JSON array instead of object', method: 'POST', path: '/api/v1/app', body: [{ name: 'x' }], status: 422, code: 'validation', loc: ['body'] },
+  { name: 'missing body', method: 'POST', path: '/api/v1/app', status: 422, code: 'validation', loc: ['body'] },
+
+  // Applications
+  { name: 'app: missing name', method: 'POST', path: '/api/v1/app', body: {}, status: 422, code: 'validation', loc: ['body', 'name'] },
+  { name: 'app: name of the wrong type', method: 'POST', path: '/api/v1/app', body: { name: { first: 'x' } }, status: 422, code: 'validation', loc: ['body', 'name'] },
+  { name: 'app: empty name', method: 'POST', path: '/api/v1/app', body: { name: '' }, status: 422, code: 'validation', loc: ['body', 'name'] },
+  { name: 'app: uid with a space', method: 'POST', path: '/api/v1/app', body: { name: 'x', uid: 'has space' }, status: 422, code: 'validation', loc: ['body', 'uid'] },
+  { name: 'app: uid too long', method: 'POST', path: '/api/v1/app', body: { name: 'x', uid: 'u'.repeat(257) }, status: 422, code: 'validation', loc: ['body', 'uid'] },
+  { name: 'app: uid shaped like an id', method: 'POST', path: '/api/v1/app', body: { name: 'x', uid: 'app_123' }, status: 422, code: 'validation', loc: ['body', 'uid'] },
+  { name: 'app: metadata value not a string', method: 'POST', path: '/api/v1/app', body: { name: 'x', metadata: { a: { b: 1 } } }, status: 422, code: 'validation', loc: ['body', 'metadata', 'a'] },
+  { name: 'app: negative rate limit', method: 'POST', path: '/api/v1/app', body: { name: 'x', rateLimit: -1 }, status: 422, code: 'validation', loc: ['body', 'rateLimit'] },
+  { name: 'app: fractional throttle rate', method: 'POST', path: '/api/v1/app', body: { name: 'x', throttleRate: 1.5 }, status: 422, code: 'validation', loc: ['body', 'throttleRate'] },
+  { name: 'app: duplicate uid', method: 'POST', path: '/api/v1/app', body: { name: 'x', uid: 'bad-app' }, status: 409, code: 'conflict' },
+  { name: 'app: PATCH to a taken uid', method: 'PATCH', path: '/api/v1/app/other-app', body: { uid: 'bad-app' }, status: 409, code: 'conflict' },
+  { name: 'app: unknown id', method: 'GET', path: '/api/v1/app/app_000000000000000000000000000', status: 404, code: 'not_found' },
+  { name: 'app: unknown uid', method: 'GET', path: '/api/v1/app/no-such-app', status: 404, code: 'not_found' },
+  { name: 'app: PATCH unknown', method: 'PATCH', path: '/api/v1/app/no-such-app', body: { name: 'x' }, status: 404, code: 'not_found' },
+  { name: 'app: DELETE unknown', method: 'DELETE', path: '/api/v1/app/no-such-app', status: 404, code: 'not_found' },
+  { name: 'app: PUT missing name', method: 'PUT', path: APP, body: { uid: 'bad-app' }, status: 422, code: 'validation', loc: ['body', 'name'] },
+
+  // Lists
+  { name: 'list: limit=0', method: 'GET', path: '/api/v1/app?limit=0', status: 422, code: 'validation', loc: ['query', 'limit'] },
+  { name: 'list: limit=251', method: 'GET', path: '/api/v1/app?limit=251', status: 422, code: 'validation', loc: ['query', 'limit'] },
+  { name: 'list: limit not a number', method: 'GET', path: '/api/v1/app?limit=ten', status: 422, code: 'validation', loc: ['query', 'limit'] },
+  { name: 'list: unknown order', method: 'GET', path: '/api/v1/app?order=sideways', status: 422, code: 'validation', loc: ['query', 'order'] },
+  { name: 'list: iterator not an id', method: 'GET', path: '/api/v1/app?iterator=garbage', status: 422, code: 'validation', loc: ['query', 'iterator'] },
+  { name: 'list: iterator of another kind', method: 'GET', path: `${APP}/msg?iterator=app_000000000000000000000000000`, status: 422, code: 'validation', loc: ['query', 'iterator'] },
+  { name: 'messages: before not a date', method: 'GET', path: `${APP}/msg?before=yesterday`, status: 422, code: 'validation', loc: ['query', 'before'] },
+  { name: 'messages: bad event type filter', method: 'GET', path: `${APP}/msg?event_types=ok,not%20ok`, status: 422, code: 'validation', loc: ['query', 'event_types', '1'] },
+  { name: 'messages: bad channel filter', method: 'GET', path: `${APP}/msg?channel=a%20b`, status: 422, code: 'validation', loc: ['query', 'channel'] },
+  { name: 'messages: list of unknown app', method: 'GET', path: '/api/v1/app/no-such-app/msg', status: 404, code: 'not_found' },
+  { name: 'attempts: status out of range', method: 'GET', path: `${APP}/attempt/endpoint/ep-1?status=9`, status: 422, code: 'validation', loc: ['query', 'status'] },
+
+  // Endpoints
+  { name: 'endpoint: missing url', method: 'POST', path: `${APP}/endpoint`, body: {}, status: 422, code: 'validation', loc: ['body', 'url'] },
+  { name: 'endpoint: url not a URL', method: 'POST', path: `${APP}/endpoint`, body: { url: 'not a url' }, status: 422, code: 'validation', loc: ['body', 'url'] },
+  { name: 'endpoint: relative url', method: 'POST', path: `${APP}/endpoint`, body: { url: '/webhook' }, status: 422, code: 'validation', loc: ['body', 'url'] },
+  { name: 'endpoint: ftp url', method: 'POST', path: `${APP}/endpoint`, body: { url: 'ftp://example.com/x' }, status: 422, code: 'validation', loc: ['body', 'url'] },
+  { name: 'endpoint: javascript url', method: 'POST', path: `${APP}/endpoint`, body: { url: 'javascript:alert(1)' }, status: 422, code: 'validation', loc: ['body', 'url'] },
+  { name: 'endpoint: url of the wrong type', method: 'POST', path: `${APP}/endpoint`, body: { url: ['https://example.com'] }, status: 422, code: 'validation', loc: ['body', 'url'] },
+  { name: 'endpoint: short secret', method: 'POST', path: `${APP}/endpoint`, body: { ...GOOD_EP, secret: 'whsec_c2hvcnQ=' }, status: 422, code: 'validation', loc: ['body', 'secret'] },
+  { name: 'endpoint: secret not base64', method: 'POST', path: `${APP}/endpoint`, body: { ...GOOD_EP, secret: 'whsec_' + '!'.repeat(40) }, status: 422, code: 'validation', loc: ['body', 'secret'] },
+  { name: 'endpoint: bad uid', method: 'POST', path: `${APP}/endpoint`, body: { ...GOOD_EP, uid: 'a/b' }, status: 422, code: 'validation', loc: ['body', 'uid'] },
+  { name: 'endpoint: uid shaped like an id', method: 'POST', path: `${APP}/endpoint`, body: { ...GOOD_EP, uid: 'ep_x' }, status: 422, code: 'validation', loc: ['body', 'uid'] },
+  { name: 'endpoint: duplicate uid', method: 'POST', path: `${APP}/endpoint`, body: { ...GOOD_EP, uid: 'ep-1' }, status: 409, code: 'conflict' },
+  { name: 'endpoint: empty filterTypes', method: 'POST', path: `${APP}/endpoint`, body: { ...GOOD_EP, filterTypes: [] }, status: 422, code: 'validation', loc: ['body', 'filterTypes'] },
+  { name: 'endpoint: empty filter type', method: 'POST', path: `${APP}/endpoint`, body: { ...GOOD_EP, filterTypes: [''] }, status: 422, code: 'validation', loc: ['body', 'filterTypes', '0'] },
+  { name: 'endpoint: 11 channels', method: 'POST', path: `${APP}/endpoint`, body: { ...GOOD_EP, channels: Array.from({ length: 11 }, (_, i) => `c${i}`) }, status: 422, code: 'validation', loc: ['body', 'channels'] },
+  { name: 'endpoint: channel with a space', method: 'POST', path: `${APP}/endpoint`, body: { ...GOOD_EP, channels: ['a b'] }, status: 422, code: 'validation', loc: ['body', 'channels', '0'] },
+  { name: 'endpoint: version 0', method: 'POST', path: `${APP}/endpoint`, body: { ...GOOD_EP, version: 0 }, status: 422, code: 'validation', loc: ['body', 'version'] },
+  { name: 'endpoint: forbidden header', method: 'POST', path: `${APP}/endpoint`, body: { ...GOOD_EP, headers: { 'Content-Length': '1' } }, status: 422, code: 'validation', loc: ['body', 'headers', 'Content-Length'] },
+  { name: 'endpoint: header that would forge a signature', method: 'POST', path: `${APP}/endpoint`, body: { ...GOOD_EP, headers: { 'webhook-signature': 'v1,x' } }, status: 422, code: 'validation', loc: ['body', 'headers', 'webhook-signature'] },
+  { name: 'endpoint: header name with a space', method: 'POST', path: `${APP}/endpoint`, body: { ...GOOD_EP, headers: { 'X Bad': '1' } }, status: 422, code: 'validation', loc: ['body', 'headers', 'X Bad'] },
+  { name: 'endpoint: header value with a newline', method: 'POST', path: `${APP}/endpoint`, body: { ...GOOD_EP, headers: { 'X-Ok': 'a\r\nInjected: 1' } }, status: 422, code: 'validation', loc: ['body', 'headers', 'X-Ok'] },
+  { name: 'endpoint: in an unknown app', method: 'POST', path: '/api/v1/app/no-such-app/endpoint', body: GOOD_EP, status: 404, code: 'not_found' },
+  { name: 'endpoint: unknown id', method: 'GET', path: `${APP}/endpoint/ep_000000000000000000000000000`, status: 404, code: 'not_found' },
+  { name: 'endpoint: PATCH with a bad url', method: 'PATCH', path: `${APP}/endpoint/ep-1`, body: { url: 'nope' }, status: 422, code: 'validation', loc: ['body', 'url'] },
+  { name: 'endpoint: PATCH null url', method: 'PATCH', path: `${APP}/endpoint/ep-1`, body: { url: null }, status: 422, code: 'validation', loc: ['body', 'url'] },
+  { name: 'endpoint: PUT unknown app', method: 'PUT', path: '/api/v1/app/no-such-app/endpoint/ep-1', body: GOOD_EP, status: 404, code: 'not_found' },
+  { name: 'headers: PUT without headers', method: 'PUT', path: `${APP}/endpoint/ep-1/headers`, body: {}, status: 422, code: 'validation', loc: ['body', 'headers'] },
+  { name: 'headers: PATCH a forbidden header', method: 'PATCH', path: `${APP}/endpoint/ep-1/headers`, body: { headers: { Host: 'evil.example' } }, status: 422, code: 'validation', loc: ['body', 'headers', 'Host'] },
+  { name: 'headers: unknown endpoint', method: 'GET', path: `${APP}/endpoint/nope/headers`, status: 404, code: 'not_found' },
+  { name: 'secret: rotate with a bad key', method: 'POST', path: `${APP}/endpoint/ep-1/secret/rotate`, body: { key: 'whsec_tooshort' }, status: 422, code: 'validation', loc: ['body', 'key'] },
+  { name: 'secret: grace period too long', method: 'POST', path: `${APP}/endpoint/ep-1/secret/rotate`, body: { gracePeriodSeconds: 8 * 24 * 3600 }, status: 422, code: 'validation', loc: ['body', 'gracePeriodSeconds'] },
+  { name: 'secret: unknown endpoint', method: 'GET', path: `${APP}/endpoint/nope/secret`, status: 404, code: 'not_found' },
+
+  // Event types
+  { name: 'event type: missing description', method: 'POST', path: '/api/v1/event-type', body: { name: 'x.y' }, status: 422, code: 'validation', loc: ['body', 'description'] },
+  { name: 'event type: bad name', method: 'POST', path: '/api/v1/event-type', body: { name: 'user created', description: '' }, status: 422, code: 'validation', loc: ['body', 'name'] },
+  { name: 'event type: duplicate', method: 'POST', path: '/api/v1/event-type', body: { name: 'user.created', description: 'again' }, status: 409, code: 'conflict' },
+  { name: 'event type: unknown', method: 'GET', path: '/api/v1/event-type/no.such.type', status: 404, code: 'not_found' },
+  { name: 'event type: bad name in path', method: 'GET', path: '/api/v1/event-type/bad%20name', status: 422, code: 'validation', loc: ['path', 'event_type_name'] },
+  { name: 'event type: PATCH unknown', method: 'PATCH', path: '/api/v1/event-type/no.such.type', body: { description: 'x' }, status: 404, code: 'not_found' },
+  { name: 'event type: DELETE unknown', method: 'DELETE', path: '/api/v1/event-type/no.such.type', status: 404, code: 'not_found' },
+
+  // Messages
+  { name: 'message: missing eventType', method: 'POST', path: `${APP}/msg`, body: { payload: {} }, status: 422, code: 'validation', loc: ['body', 'eventType'] },
+  { name: 'message: missing payload', method: 'POST', path: `${APP}/msg`, body: { eventType: 'a.b' }, status: 422, code: 'validation', loc: ['body', 'payload'] },
+  { name: 'message: payload is an array', method: 'POST', path: `${APP}/msg`, body: { eventType: 'a.b', payload: [1, 2] }, status: 422, code: 'validation', loc: ['body', 'payload'] },
+  { name: 'message: payload is a string', method: 'POST', path: `${APP}/msg`, body: { eventType: 'a.b', payload: '{"a":1}' }, status: 422, code: 'validation', loc: ['body', 'payload'] },
+  { name: 'message: payload is null', method: 'POST', path: `${APP}/msg`, body: { eventType: 'a.b', payload: null }, status: 422, code: 'validation', loc: ['body', 'payload'] },
+  { name: 'message: bad event type', method: 'POST', path: `${APP}/msg`, body: { ...GOOD_MSG, eventType: 'a b' }, status: 422, code: 'validation', loc: ['body', 'eventType'] },
+  { name: 'message: empty eventId', method: 'POST', path: `${APP}/msg`, body: { ...GOOD_MSG, eventId: '' }, status: 422, code: 'validation', loc: ['body', 'eventId'] },
+  { name: 'message: eventId too long', method: 'POST', path: `${APP}/msg`, body: { ...GOOD_MSG, eventId: 'e'.repeat(257) }, status: 422, code: 'validation', loc: ['body', 'eventId'] },
+  { name: 'message: eventId shaped like an id', method: 'POST', path: `${APP}/msg`, body: { ...GOOD_MSG, eventId: 'msg_abc' }, status: 422, code: 'validation', loc: ['body', 'eventId'] },
+  { name: 'message: 11 channels', method: 'POST', path: `${APP}/msg`, body: { ...GOOD_MSG, channels: Array.from({ length: 11 }, (_, i) => `c${i}`) }, status: 422, code: 'validation', loc: ['body', 'channels'] },
+  { name: 'message: deliverAt (unsupported)', method: 'POST', path: `${APP}/msg`, body: { ...GOOD_MSG, deliverAt: '2030-01-01T00:00:00Z' }, status: 422, code: 'validation', loc: ['body', 'deliverAt'] },
+  { name: 'message: duplicate eventId', method: 'POST', path: `${APP}/msg`, body: { ...GOOD_MSG, eventId: 'evt-1' }, status: 409, code: 'duplicate_event_id' },
+  { name: 'message: unknown app', method: 'POST', path: '/api/v1/app/no-such-app/msg', body: GOOD_MSG, status: 404, code: 'not_found' },
+  { name: 'message: creating its app with another uid', method: 'POST', path: '/api/v1/app/new-app/msg', body: { ...GOOD_MSG, application: { name: 'x', uid: 'different' } }, status: 422, code: 'validation', loc: ['body', 'application', 'uid'] },
+  { name: 'message: unknown id', method: 'GET', path: `${APP}/msg/msg_000000000000000000000000000`, status: 404, code: 'not_found' },
+  { name: 'message: unknown eventId', method: 'GET', path: `${APP}/msg/no-such-event`, status: 404, code: 'not_found' },
+
+  // Attempts
+  { name: 'attempt: unknown attempt', method: 'GET', path: `${APP}/msg/evt-1/attempt/atmpt_000000000000000000000000000`, status: 404, code: 'not_found' },
+  { name: 'attempt: list for unknown endpoint', method: 'GET', path: `${APP}/attempt/endpoint/nope`, status: 404, code: 'not_found' },
+  { name: 'attempt: list for unknown message', method: 'GET', path: `${APP}/attempt/msg/nope`, status: 404, code: 'not_found' },
+  { name: 'resend: unknown endpoint', method: 'POST', path: `${APP}/msg/evt-1/endpoint/nope/resend`, status: 404, code: 'not_found' },
+  { name: 'resend: unknown message', method: 'POST', path: `${APP}/msg/nope/endpoint/ep-1/resend`, status: 404, code: 'not_found' },
+
+  // Routing and headers
+  { name: 'unknown route', method: 'GET', path: '/api/v1/nothing-here', status: 404, code: 'not_found' },
+  { name: 'unknown method on a known path', method: 'DELETE', path: '/api/v1/app', status: 405, code: 'method_not_allowed' },
+  { name: 'malformed percent-encoding', method: 'GET', path: '/api/v1/app/%E0%A4%A', status: 400, code: 'bad_request' },
+  { name: 'Idempotency-Key too long', method: 'POST', path: '/api/v1/app', body: { name: 'x' }, headers: { 'idempotency-key': 'k'.repeat(300) }, status: 422, code: 'validation', loc: ['header', 'idempotency-key'] },
+];
+
+/** `depth` nested arrays: [[[...]]]. */
+function nest(depth: number): unknown {
+  let value: unknown = [];
+  for (let i = 1; i < depth; i++) value = [value];
+  return value;
+}
+
+let h: Harness;
+before(async () => {
+  h = await startHarness({ config: { maxPayloadBytes: MAX_PAYLOAD } });
+  const setup: [string, string, unknown][] = [
+    ['POST', '/api/v1/app', { name: 'Bad input target', uid: 'bad-app' }],
+    ['POST', '/api/v1/app', { name: 'Another', uid: 'other-app' }],
+    ['POST', `${APP}/endpoint`, { url: 'https://example.com/ep', uid: 'ep-1' }],
+    ['POST', '/api/v1/event-type', { name: 'user.created', description: 'A user was created' }],
+    ['POST', `${APP}/msg`, { ...GOOD_MSG, eventId: 'evt-1' }],
+  ];
+  for (const [method, path, body] of setup) {
+    const res = await h.request(method, path, { body });
+    assert.ok(res.status === 201 || res.status === 202, `setup ${method} ${path}: ${res.status} ${res.text}`);
+  }
+});
+after(async () => {
+  await h.close();
+});
+
+describe('malformed requests', () => {
+  it('are each refused with the expected status and code, and change nothing', async () => {
+    const snapshot = dumpDatabase(h.dbPath);
+    assert.ok((snapshot['messages'] ?? []).length === 1, 'the setup wrote what the cases rely on');
+    const failures: string[] = [];
+    for (const c of CASES) {
+      const res = await h.request(c.method, c.path, { ...(c.body !== undefined ? { body: c.body } : {}), ...(c.headers ? { headers: c.headers } : {}) });
+      const problems: string[] = [];
+      if (res.status !== c.status) problems.push(`status ${res.status}, expected ${c.status}`);
+      if (res.body?.code !== c.code) problems.push(`code ${String(res.body?.code)}, expected ${c.code}`);
+      if (!(res.headers.get('content-type') ?? '').startsWith('application/json')) problems.push(`content-type ${res.headers.get('content-type')}`);
+      if (c.loc) {
+        const loc = Array.isArray(res.body?.detail) ? res.body.detail[0]?.loc : undefined;
+        if (JSON.stringify(loc) !== JSON.stringify(c.loc)) problems.push(`loc ${JSON.stringify(loc)}, expected ${JSON.stringify(c.loc)}`);
+      } else if (typeof res.body?.detail !== 'string' || res.body.detail.length === 0) {
+        problems.push(`detail ${JSON.stringify(res.body?.detail)} is not a message`);
+      }
+      if (problems.length > 0) failures.push(`${c.name}: ${problems.join('; ')} (body ${res.text.slice(0, 300)})`);
+    }
+    assert.deepEqual(failures, [], `${failures.length} of ${CASES.length} cases misbehaved`);
+    assert.deepEqual(dumpDatabase(h.dbPath), snapshot, 'no refused request may write anything');
+  });
+
+  it('counts nesting outside strings only, up to the limit', async () => {
+    const inString = '['.repeat(500) + '\\"{' + ']'.repeat(500);
+    const ok = await h.request('POST', `${APP}/msg`, { body: { eventType: 'deep.ok', payload: { text: inString, nested: nest(MAX_JSON_DEPTH - 3) } } });
+    assert.equal(ok.status, 202, ok.text);
+    assert.deepEqual((await h.request('GET', `${APP}/msg/${ok.body.id}`)).body.payload.text, inString);
+    const over = await h.request('POST', `${APP}/msg`, { body: { eventType: 'deep.no', payload: { nested: nest(MAX_JSON_DEPTH - 1) } } });
+    assert.equal(over.status, 400);
+    assert.equal(over.body.code, 'invalid_json');
+  });
+
+  it('a 405 names the allowed methods', async () => {
+    const res = await h.request('PATCH', '/api/v1/event-type');
+    assert.equal(res.status, 405);
+    assert.equal(res.headers.get('allow'), 'GET, HEAD, POST');
+  });
+
+  it('refuses http endpoint URLs when HTTPS is required', async () => {
+    const strict = await startHarness({ config: { requireHttps: true } });
+    try {
+      await strict.request('POST', '/api/v1/app', { body: { name: 'Strict', uid: 'strict' } });
+      const before = dumpDatabase(strict.dbPath);
+      const http = await strict.request('POST', '/api/v1/app/strict/endpoint', { body: { url: 'http://example.com/x' } });
+      assert.equal(http.status, 422);
+      assert.deepEqual(http.body.detail[0].loc, ['body', 'url']);
+      const patched = await strict.request('PUT', '/api/v1/app/strict/endpoint/new-one', { body: { url: 'http://example.com/x' } });
+      assert.equal(patched.status, 422);
+      assert.deepEqual(dumpDatabase(strict.dbPath), before);
+      assert.equal((await strict.request('POST', '/api/v1/app/strict/endpoint', { body: { url: 'https://example.com/x' } })).status, 201);
+    } finally {
+      await strict.close();
+    }
+  });
+});
