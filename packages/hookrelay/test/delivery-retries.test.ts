@@ -103,3 +103,22 @@ test('after the last attempt the delivery is failed, and a resend delivers it', 
   assert.equal(after[3].status, 0);
   assert.equal(after[3].triggerType, 1, 'a resend is a manual trigger');
 });
+
+test('a redirect is not followed and counts as a failed attempt', async (t) => {
+  const receiver = await Receiver.start();
+  receiver.reply = (request) => (request.path === '/webhook' ? { status: 302, headers: { location: '/elsewhere' } } : { status: 200 });
+  const platform = await startTestPlatform({ retryScheduleMs: [0] });
+  t.after(async () => {
+    await platform.close();
+    await receiver.close();
+  });
+  const { appId } = await createAppWithEndpoint(platform, receiver.url('/webhook'));
+  const msgId = await publish(platform, appId);
+  const attempts = await waitFor('the failed attempt', async () => {
+    const list = await attemptsOf(platform, appId, msgId);
+    return list.length === 1 && list;
+  });
+  assert.equal(attempts[0].responseStatusCode, 302);
+  assert.equal(attempts[0].status, 2, 'with a one-attempt schedule a 302 fails the delivery');
+  assert.deepEqual(receiver.requests.map((r) => r.path), ['/webhook'], 'the redirect target was never requested');
+});

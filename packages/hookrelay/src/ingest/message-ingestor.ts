@@ -32,6 +32,8 @@ interface Pending {
 
 /** Largest group written in one transaction; bigger bursts are split so one commit stays short. */
 const MAX_GROUP = 1000;
+/** How many event-loop turns a group may wait for more arrivals before it commits. */
+const MAX_GATHER_TURNS = 4;
 
 /**
  * Accepts messages with group commit: requests that arrive while a commit is being written wait
@@ -41,11 +43,12 @@ const MAX_GROUP = 1000;
  */
 export class MessageIngestor implements MessageAccepter {
   readonly #storage: Storage;
-  readonly #onAccepted: (messages: number, deliveries: number) => void;
+  readonly #onAccepted: (messages: number, deliveries: number, groupSize: number) => void;
   #queue: Pending[] = [];
   #flushing = false;
 
-  constructor(storage: Storage, onAccepted: (messages: number, deliveries: number) => void) {
+  /** `onAccepted` runs after each group commit with what it made durable. */
+  constructor(storage: Storage, onAccepted: (messages: number, deliveries: number, groupSize: number) => void) {
     this.#storage = storage;
     this.#onAccepted = onAccepted;
   }
@@ -67,6 +70,13 @@ export class MessageIngestor implements MessageAccepter {
   }
 
   async #flush(): Promise<void> {
+    // Requests whose bodies were still being parsed when the first one arrived join this group if
+    // they finish within a few turns of the event loop; stop waiting as soon as none arrives.
+    for (let turn = 0; turn < MAX_GATHER_TURNS; turn++) {
+      const before = this.#queue.length;
+      await new Promise((resolve) => setImmediate(resolve));
+      if (this.#queue.length === before) break;
+    }
     while (this.#queue.length > 0) {
       const group = this.#queue.splice(0, MAX_GROUP);
       let accepted = 0;
@@ -86,7 +96,7 @@ export class MessageIngestor implements MessageAccepter {
       } catch (error) {
         for (const pending of group) pending.reject(error as Error);
       }
-      if (messages > 0) this.#onAccepted(messages, accepted);
+      this.#onAccepted(messages, accepted, group.length);
     }
     this.#flushing = false;
   }

@@ -5,6 +5,12 @@ export function createApiMetrics(registry: Registry) {
   return {
     messagesAccepted: new Counter({ name: 'hookrelay_messages_accepted_total', help: 'Messages accepted (durably stored) by the API', registers: [registry] }),
     deliveriesCreated: new Counter({ name: 'hookrelay_deliveries_created_total', help: 'Deliveries created by fan-out of accepted messages', registers: [registry] }),
+    ingestGroupSize: new Histogram({
+      name: 'hookrelay_ingest_group_size',
+      help: 'Messages written per group commit (one transaction, one fsync with HOOKRELAY_SYNC_COMMIT)',
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+      registers: [registry],
+    }),
   };
 }
 

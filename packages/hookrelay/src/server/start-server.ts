@@ -51,7 +51,8 @@ export async function startServer(config: HookrelayConfig, logger: Logger = crea
   const registry = new Registry();
   const apiMetrics = createApiMetrics(registry);
   createBacklogMetrics(registry, () => storage.deliveries.backlog(Date.now()));
-  const ingestor = new MessageIngestor(storage, (messages, deliveries) => {
+  const ingestor = new MessageIngestor(storage, (messages, deliveries, groupSize) => {
+    apiMetrics.ingestGroupSize.observe(groupSize);
     apiMetrics.messagesAccepted.inc(messages);
     apiMetrics.deliveriesCreated.inc(deliveries);
     if (deliveries > 0) dispatcher.wake();
