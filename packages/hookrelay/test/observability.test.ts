@@ -56,12 +56,14 @@ test('the due backlog and its age show deliveries that wait', async (t) => {
   stuck.reply = () => ({ hang: true });
   const platform = await startTestPlatform({ endpointConcurrency: 1, requestTimeoutMs: 30_000 });
   t.after(async () => {
+    await stuck.close(); // ends the hanging request, so shutdown need not wait for its timeout
     await platform.close();
-    await stuck.close();
   });
   const { appId } = await createAppWithEndpoint(platform, stuck.url());
-  for (let i = 0; i < 5; i++) assert.equal((await platform.api('POST', `/api/v1/app/${appId}/msg`, { eventType: 'x.y', payload: { i } })).status, 202);
+  assert.equal((await platform.api('POST', `/api/v1/app/${appId}/msg`, { eventType: 'x.y', payload: { i: 0 } })).status, 202);
   await waitFor('one request hanging', () => stuck.requests.length === 1);
+  // The endpoint is now at its cap, so these are stored as due deliveries rather than handed over.
+  for (let i = 1; i < 5; i++) assert.equal((await platform.api('POST', `/api/v1/app/${appId}/msg`, { eventType: 'x.y', payload: { i } })).status, 202);
   const text = await waitFor('a backlog with age', async () => {
     const body = await scrape(platform.server.url);
     return (metricValue(body, 'hookrelay_oldest_due_age_seconds') ?? 0) > 0 && body;

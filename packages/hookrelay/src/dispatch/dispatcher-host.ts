@@ -4,12 +4,15 @@ import type { HookrelayConfig } from '../config/config.js';
 import type { Storage } from '../storage/storage.js';
 import { startDispatcher } from './start-dispatcher.js';
 import type { FromHost, ToHost } from './thread-messages.js';
+import type { DeliveryHandoff } from '../ingest/delivery-handoff.js';
 
 /** What the API side holds of a dispatcher, wherever it runs. */
 export interface DispatcherHandle {
   /** New deliveries were committed: claim them now. Calls within one tick are coalesced. */
   wake(): void;
   metricsJson(): Promise<unknown[]>;
+  /** The in-memory fast path from the ingestor to this dispatcher. */
+  handoff: DeliveryHandoff;
   stop(): Promise<void>;
 }
 
@@ -23,6 +26,10 @@ export async function startDispatcherThread(config: HookrelayConfig, masterKey: 
   let stopped: (() => void) | null = null;
   let exited = false;
   let stopping = false;
+  // A mirror of the dispatcher's capacity, updated by its messages: the handoff's admission test
+  // must answer synchronously inside the ingest transaction.
+  const saturated = new Set<string>();
+  let full = false;
   const post = (message: FromHost) => worker.postMessage(message);
 
   await new Promise<void>((resolve, reject) => {
@@ -31,6 +38,11 @@ export async function startDispatcherThread(config: HookrelayConfig, masterKey: 
       else if (message.type === 'metrics') {
         metricRequests.get(message.requestId)?.(message.metrics);
         metricRequests.delete(message.requestId);
+      } else if (message.type === 'capacity') {
+        const { endpointId, saturated: isSaturated } = message.change;
+        if (endpointId === null) full = isSaturated;
+        else if (isSaturated) saturated.add(endpointId);
+        else saturated.delete(endpointId);
       } else if (message.type === 'stopped') stopped?.();
     });
     worker.once('error', (error) => {
@@ -59,6 +71,11 @@ export async function startDispatcherThread(config: HookrelayConfig, masterKey: 
         if (!exited) post({ type: 'wake' });
       });
     },
+    handoff: {
+      leaseMs: config.leaseMs,
+      accepts: (endpointId) => !exited && !stopping && !full && !saturated.has(endpointId),
+      handOff: (deliveries) => post({ type: 'handoff', deliveries }),
+    },
     metricsJson() {
       if (exited) return Promise.resolve([]);
       const requestId = nextRequestId++;
@@ -84,6 +101,13 @@ export function startDispatcherInProcess(config: HookrelayConfig, storage: Stora
   const running = startDispatcher(config, storage, logger);
   return {
     wake: () => running.dispatcher.wake(),
+    handoff: {
+      leaseMs: config.leaseMs,
+      accepts: (endpointId) => running.dispatcher.accepts(endpointId),
+      handOff: (deliveries) => {
+        running.dispatcher.acceptHandoff(deliveries).catch((error: unknown) => logger.error({ err: error }, 'taking handed-off deliveries failed'));
+      },
+    },
     metricsJson: () => running.registry.getMetricsAsJSON(),
     stop: () => running.stop(),
   };

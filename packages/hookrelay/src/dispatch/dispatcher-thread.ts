@@ -15,13 +15,19 @@ const { config, masterKey } = workerData as { config: HookrelayConfig; masterKey
 const port = parentPort!;
 const logger = createLogger(config.logLevel, 'dispatcher');
 const storage = openStorage({ databaseUrl: config.databaseUrl, syncCommit: config.syncCommit, secretBox: new SecretBox(Buffer.from(masterKey, 'base64')), migrate: false });
-const running = startDispatcher(config, storage, logger);
 const send = (message: ToHost) => port.postMessage(message);
+const running = startDispatcher(config, storage, logger, (change) => send({ type: 'capacity', change }));
 
 port.on('message', (message: FromHost) => {
   switch (message.type) {
     case 'wake':
       running.dispatcher.wake();
+      break;
+    case 'handoff':
+      running.dispatcher.acceptHandoff(message.deliveries).catch((error: unknown) => {
+        // The deliveries keep their lease; when it runs out the claim loop takes them.
+        logger.error({ err: error, count: message.deliveries.length }, 'taking handed-off deliveries failed');
+      });
       break;
     case 'metrics':
       void running.registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', requestId: message.requestId, metrics }));

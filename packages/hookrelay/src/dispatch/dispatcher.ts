@@ -1,7 +1,9 @@
 import type { Logger } from 'pino';
 import { newId } from '../core/ids.js';
 import { DeliveryStatus, type Attempt } from '../storage/models.js';
-import type { ClaimedDelivery, DeliveryContext, DeliveryOutcome, Storage } from '../storage/storage.js';
+import { TriggerType } from '../storage/models.js';
+import type { ClaimedDelivery, DeliveryContext, DeliveryOutcome, DeliveryTarget, Storage } from '../storage/storage.js';
+import type { HandedOffDelivery } from '../ingest/delivery-handoff.js';
 import { nextRetryDelay, parseRetryAfter } from '../retry/retry-schedule.js';
 import { buildWebhookHeaders } from '../signing/webhook-headers.js';
 import type { SendResult, WebhookSender } from '../transport/webhook-sender.js';
@@ -21,16 +23,22 @@ export interface DispatcherOptions {
   sendSvixHeaders: boolean;
   /** Upper bound on how long the loop sleeps without a wake-up: catches work written by others. */
   idlePollMs?: number;
+  /** Told when the dispatcher can or cannot take more work, overall or for one endpoint. */
+  onCapacity?: (change: CapacityChange) => void;
 }
+
+export type CapacityChange = { endpointId: string; saturated: boolean } | { endpointId: null; saturated: boolean };
 
 interface Job {
   claim: ClaimedDelivery;
   context: DeliveryContext;
+  leaseUntil: number;
 }
 
 /** Fewer free slots than this and the loop waits for sends to finish before claiming again. */
 const MIN_CLAIM = 16;
 const MAX_CLAIM = 500;
+const OUTCOME_FLUSH_MS = 5;
 
 /**
  * The claim loop. It claims due deliveries in batches under a lease, sends them with at most
@@ -51,6 +59,11 @@ export class Dispatcher {
   #flushing: Promise<void> = Promise.resolve();
   #wakeUp: (() => void) | null = null;
   #woken = false;
+  #waitingTotal = 0;
+  readonly #reportedSaturated = new Set<string>();
+  #reportedFull = false;
+  /** Endpoint targets of handed-off deliveries, valid while the endpoint's updatedAt matches. */
+  readonly #targets = new Map<string, DeliveryTarget>();
 
   constructor(options: DispatcherOptions) {
     this.#o = options;
@@ -81,6 +94,7 @@ export class Dispatcher {
     await this.#loopDone;
     const unstarted = [...this.#waiting.values()].flat().map((job) => job.claim);
     this.#waiting.clear();
+    this.#waitingTotal = 0;
     await this.#o.storage.deliveries.release(unstarted);
     while (this.#inFlight > 0) await this.#sleep(50);
     await this.#flushing;
@@ -133,9 +147,68 @@ export class Dispatcher {
   }
 
   #waitingCount(): number {
-    let n = 0;
-    for (const jobs of this.#waiting.values()) n += jobs.length;
-    return n;
+    return this.#waitingTotal;
+  }
+
+  /** Whether a delivery to this endpoint would start at once (the handoff's admission test). */
+  accepts(endpointId: string): boolean {
+    return this.#running && !this.#isFull() && !this.#isSaturated(endpointId);
+  }
+
+  #isFull(): boolean {
+    return this.#inFlight + this.#waitingTotal >= this.#o.maxInFlight;
+  }
+
+  #isSaturated(endpointId: string): boolean {
+    return (this.#perEndpoint.get(endpointId) ?? 0) >= this.#o.endpointConcurrency || this.#waiting.has(endpointId);
+  }
+
+  #reportCapacity(endpointId: string): void {
+    const report = this.#o.onCapacity;
+    if (!report) return;
+    const saturated = this.#isSaturated(endpointId);
+    if (saturated !== this.#reportedSaturated.has(endpointId)) {
+      if (saturated) this.#reportedSaturated.add(endpointId);
+      else this.#reportedSaturated.delete(endpointId);
+      report({ endpointId, saturated });
+    }
+    const full = this.#isFull();
+    if (full !== this.#reportedFull) {
+      this.#reportedFull = full;
+      report({ endpointId: null, saturated: full });
+    }
+  }
+
+  /**
+   * Deliveries the ingestor wrote already leased to this dispatcher: sent from memory, with no
+   * claim query. Endpoint targets come from a cache checked against the endpoint's updatedAt.
+   */
+  async acceptHandoff(deliveries: readonly HandedOffDelivery[]): Promise<void> {
+    if (!this.#running) {
+      await this.#o.storage.deliveries.release(deliveries.map((d) => ({ deliveryId: d.deliveryId, leaseToken: d.leaseToken })));
+      return;
+    }
+    const now = Date.now();
+    const stale = new Set<string>();
+    for (const d of deliveries) {
+      const cached = this.#targets.get(d.endpointId);
+      if (!cached || cached.updatedAt !== d.endpointUpdatedAt || cached.validUntil <= now) stale.add(d.endpointId);
+    }
+    if (stale.size > 0) {
+      const loaded = await this.#o.storage.deliveries.loadTargets([...stale], now);
+      for (const id of stale) {
+        const target = loaded.get(id);
+        if (target) this.#targets.set(id, target);
+        else this.#targets.delete(id);
+      }
+      if (this.#targets.size > 50_000) this.#targets.clear();
+    }
+    const context: DeliveryContext = { messages: new Map(), endpoints: this.#targets };
+    for (const d of deliveries) context.messages.set(d.msgId, { payload: d.payload, createdAt: d.createdAt });
+    for (const d of deliveries) {
+      const claim: ClaimedDelivery = { deliveryId: d.deliveryId, leaseToken: d.leaseToken, msgId: d.msgId, appId: d.appId, endpointId: d.endpointId, attempts: 0, triggerType: TriggerType.Scheduled };
+      this.#startOrQueue({ claim, context, leaseUntil: d.leaseUntil });
+    }
   }
 
   async #claimAndStart(limit: number): Promise<number> {
@@ -145,13 +218,14 @@ export class Dispatcher {
     }
     const now = Date.now();
     const claims = await this.#o.storage.deliveries.claimDue(now, this.#o.leaseMs, limit, this.#o.endpointConcurrency, saturated);
+    const leaseUntil = now + this.#o.leaseMs;
     if (claims.length === 0) return 0;
     const context = await this.#o.storage.deliveries.loadContext(
       [...new Set(claims.map((c) => c.msgId))],
       [...new Set(claims.map((c) => c.endpointId))],
       now,
     );
-    for (const claim of claims) this.#startOrQueue({ claim, context });
+    for (const claim of claims) this.#startOrQueue({ claim, context, leaseUntil });
     return claims.length;
   }
 
@@ -162,11 +236,14 @@ export class Dispatcher {
       const queue = this.#waiting.get(endpointId) ?? [];
       queue.push(job);
       this.#waiting.set(endpointId, queue);
+      this.#waitingTotal++;
+      this.#reportCapacity(endpointId);
       return;
     }
     this.#perEndpoint.set(endpointId, active + 1);
     this.#inFlight++;
     this.#o.metrics.inFlight.inc();
+    this.#reportCapacity(endpointId);
     void this.#deliver(job).finally(() => this.#finished(endpointId));
   }
 
@@ -177,10 +254,21 @@ export class Dispatcher {
     if (remaining === 0) this.#perEndpoint.delete(endpointId);
     else this.#perEndpoint.set(endpointId, remaining);
     const queue = this.#waiting.get(endpointId);
-    const next = queue?.shift();
+    let next = queue?.shift();
+    // A job that waited until its lease is nearly over is left to lapse: a claim will take it
+    // afresh, rather than this dispatcher sending it just as another one may claim it.
+    while (next && Date.now() > next.leaseUntil - this.#o.leaseMs / 4) {
+      this.#waitingTotal--;
+      next = queue?.shift();
+    }
     if (queue && queue.length === 0) this.#waiting.delete(endpointId);
-    if (next) this.#startOrQueue(next);
-    else this.wake();
+    if (next) {
+      this.#waitingTotal--;
+      this.#startOrQueue(next);
+    } else {
+      this.#reportCapacity(endpointId);
+      this.wake();
+    }
   }
 
   async #deliver({ claim, context }: Job): Promise<void> {
@@ -243,14 +331,18 @@ export class Dispatcher {
     this.#scheduleFlush();
   }
 
-  /** Outcomes finished in the same turn of the event loop are written in one transaction. */
+  /**
+   * Outcomes are written in batches, one transaction every OUTCOME_FLUSH_MS at most: each write
+   * takes SQLite's single write lock, which the API's group commits also need, so fewer and
+   * larger transactions leave the API waiting less. Until written, a delivery stays leased.
+   */
   #scheduleFlush(): void {
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
-    setImmediate(() => {
+    setTimeout(() => {
       this.#flushScheduled = false;
       this.#flushing = this.#flushing.then(() => this.#flush());
-    });
+    }, OUTCOME_FLUSH_MS);
   }
 
   async #flush(): Promise<void> {

@@ -4,7 +4,7 @@ import type { HookrelayConfig } from '../config/config.js';
 import type { Storage } from '../storage/storage.js';
 import { WebhookSender } from '../transport/webhook-sender.js';
 import { createDispatcherMetrics } from '../observability/metrics.js';
-import { Dispatcher } from './dispatcher.js';
+import { Dispatcher, type CapacityChange } from './dispatcher.js';
 
 export interface RunningDispatcher {
   dispatcher: Dispatcher;
@@ -13,7 +13,7 @@ export interface RunningDispatcher {
 }
 
 /** Wires a dispatcher to a storage, an undici sender and its own metrics registry. */
-export function startDispatcher(config: HookrelayConfig, storage: Storage, logger: Logger): RunningDispatcher {
+export function startDispatcher(config: HookrelayConfig, storage: Storage, logger: Logger, onCapacity?: (change: CapacityChange) => void): RunningDispatcher {
   const registry = new Registry();
   const sender = new WebhookSender({ timeoutMs: config.requestTimeoutMs, ssrfAllow: config.ssrfAllow });
   const dispatcher = new Dispatcher({
@@ -26,6 +26,7 @@ export function startDispatcher(config: HookrelayConfig, storage: Storage, logge
     maxInFlight: config.dispatcherConcurrency,
     endpointConcurrency: config.endpointConcurrency,
     sendSvixHeaders: config.sendSvixHeaders,
+    ...(onCapacity ? { onCapacity } : {}),
   });
   dispatcher.start();
   return {

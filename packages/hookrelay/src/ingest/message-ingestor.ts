@@ -1,6 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { newId } from '../core/ids.js';
+import type { DeliveryHandoff, HandedOffDelivery } from './delivery-handoff.js';
 import type { Message } from '../storage/models.js';
-import type { AcceptItem, Storage } from '../storage/storage.js';
+import type { AcceptItem, AcceptLease, Storage } from '../storage/storage.js';
 import { fanOutMessage } from './fan-out.js';
 
 export interface MessageInput {
@@ -24,6 +26,16 @@ export interface MessageAccepter {
   accept(appId: string, input: MessageInput, idempotency: IdempotentResponse | null): Promise<Message>;
 }
 
+export interface AcceptedStats {
+  messages: number;
+  deliveries: number;
+  /** Deliveries written as pending (not handed off): the claim loop must be woken for them. */
+  pending: number;
+  groupSize: number;
+}
+
+export type AcceptedCallback = (stats: AcceptedStats) => void;
+
 interface Pending {
   item: AcceptItem;
   resolve: (message: Message) => void;
@@ -43,14 +55,16 @@ const MAX_GATHER_TURNS = 4;
  */
 export class MessageIngestor implements MessageAccepter {
   readonly #storage: Storage;
-  readonly #onAccepted: (messages: number, deliveries: number, groupSize: number) => void;
+  readonly #onAccepted: AcceptedCallback;
+  readonly #handoff: DeliveryHandoff | null;
   #queue: Pending[] = [];
   #flushing = false;
 
   /** `onAccepted` runs after each group commit with what it made durable. */
-  constructor(storage: Storage, onAccepted: (messages: number, deliveries: number, groupSize: number) => void) {
+  constructor(storage: Storage, onAccepted: AcceptedCallback, handoff: DeliveryHandoff | null = null) {
     this.#storage = storage;
     this.#onAccepted = onAccepted;
+    this.#handoff = handoff;
   }
 
   accept(appId: string, input: MessageInput, idempotency: IdempotentResponse | null): Promise<Message> {
@@ -79,24 +93,42 @@ export class MessageIngestor implements MessageAccepter {
     }
     while (this.#queue.length > 0) {
       const group = this.#queue.splice(0, MAX_GROUP);
-      let accepted = 0;
-      let messages = 0;
+      const stats = { messages: 0, deliveries: 0, pending: 0, groupSize: group.length };
+      const handedOff: HandedOffDelivery[] = [];
+      const handoff = this.#handoff;
+      const lease: AcceptLease | null = handoff ? { token: randomUUID(), until: Date.now() + handoff.leaseMs, accepts: (id) => handoff.accepts(id) } : null;
       try {
-        const outcomes = await this.#storage.ingest.acceptBatch(group.map((p) => p.item), fanOutMessage);
+        const outcomes = await this.#storage.ingest.acceptBatch(group.map((p) => p.item), fanOutMessage, lease);
         outcomes.forEach((outcome, i) => {
           const pending = group[i]!;
-          if (outcome.ok) {
-            accepted += outcome.deliveries;
-            messages += 1;
-            pending.resolve(pending.item.message);
-          } else {
-            pending.reject(outcome.error);
+          if (!outcome.ok) return pending.reject(outcome.error);
+          const message = pending.item.message;
+          stats.messages += 1;
+          stats.deliveries += outcome.deliveries.length;
+          for (const d of outcome.deliveries) {
+            if (!d.leased || !lease) {
+              stats.pending += 1;
+              continue;
+            }
+            handedOff.push({
+              deliveryId: d.deliveryId,
+              leaseToken: lease.token,
+              leaseUntil: lease.until,
+              msgId: message.id,
+              appId: message.appId,
+              endpointId: d.endpointId,
+              endpointUpdatedAt: d.endpointUpdatedAt,
+              payload: message.payload,
+              createdAt: message.createdAt,
+            });
           }
+          pending.resolve(message);
         });
       } catch (error) {
         for (const pending of group) pending.reject(error as Error);
       }
-      this.#onAccepted(messages, accepted, group.length);
+      if (handedOff.length > 0) handoff!.handOff(handedOff);
+      this.#onAccepted(stats);
     }
     this.#flushing = false;
   }

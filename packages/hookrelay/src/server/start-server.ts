@@ -7,6 +7,7 @@ import { sqlitePath, type HookrelayConfig } from '../config/config.js';
 import { loadMasterKey } from '../secrets/master-key.js';
 import { SecretBox } from '../secrets/secret-box.js';
 import { openStorage } from '../storage/open-storage.js';
+import { startCheckpointer, type Checkpointer } from '../storage/sqlite/checkpointer.js';
 import type { Storage } from '../storage/storage.js';
 import { MessageIngestor } from '../ingest/message-ingestor.js';
 import { startDispatcherInProcess, startDispatcherThread, type DispatcherHandle } from '../dispatch/dispatcher-host.js';
@@ -41,6 +42,8 @@ export async function startServer(config: HookrelayConfig, logger: Logger = crea
   const masterKey = loadMasterKey(config.masterKey, join(dataDir, 'master.key'));
   const storage = openStorage({ databaseUrl: config.databaseUrl, syncCommit: config.syncCommit, secretBox: new SecretBox(masterKey) });
   const initialApiKey = await bootstrapApiKey(config, storage, dataDir, logger);
+  const databasePath = sqlitePath(config.databaseUrl);
+  const checkpointer: Checkpointer | null = databasePath === ':memory:' ? null : startCheckpointer(databasePath);
 
   // An in-memory database is private to its connection, so the dispatcher must share this one.
   const inThread = config.dispatcherThread && sqlitePath(config.databaseUrl) !== ':memory:';
@@ -51,12 +54,16 @@ export async function startServer(config: HookrelayConfig, logger: Logger = crea
   const registry = new Registry();
   const apiMetrics = createApiMetrics(registry);
   createBacklogMetrics(registry, () => storage.deliveries.backlog(Date.now()));
-  const ingestor = new MessageIngestor(storage, (messages, deliveries, groupSize) => {
-    apiMetrics.ingestGroupSize.observe(groupSize);
-    apiMetrics.messagesAccepted.inc(messages);
-    apiMetrics.deliveriesCreated.inc(deliveries);
-    if (deliveries > 0) dispatcher.wake();
-  });
+  const ingestor = new MessageIngestor(
+    storage,
+    (accepted) => {
+      apiMetrics.ingestGroupSize.observe(accepted.groupSize);
+      apiMetrics.messagesAccepted.inc(accepted.messages);
+      apiMetrics.deliveriesCreated.inc(accepted.deliveries);
+      if (accepted.pending > 0) dispatcher.wake();
+    },
+    dispatcher.handoff,
+  );
 
   const app = await buildApp({
     config,
@@ -88,6 +95,7 @@ export async function startServer(config: HookrelayConfig, logger: Logger = crea
       closing ??= (async () => {
         await app.close();
         await dispatcher.stop();
+        await checkpointer?.stop();
         await storage.close();
       })();
       return closing;

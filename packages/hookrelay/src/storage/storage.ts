@@ -124,6 +124,9 @@ export interface ClaimedDelivery {
 }
 
 export interface DeliveryTarget {
+  updatedAt: number;
+  /** When the earliest rotated-out key stops signing: a cached target is stale from then on. */
+  validUntil: number;
   url: string;
   headers: Record<string, string>;
   disabled: boolean;
@@ -132,7 +135,7 @@ export interface DeliveryTarget {
 }
 
 export interface DeliveryContext {
-  messages: Map<string, { payload: string; eventType: string; createdAt: number }>;
+  messages: Map<string, { payload: string; createdAt: number }>;
   endpoints: Map<string, DeliveryTarget>;
 }
 
@@ -151,7 +154,27 @@ export interface AcceptItem {
   idempotency: { scope: string; key: string; statusCode: number; body: string } | null;
 }
 
-export type AcceptOutcome = { ok: true; deliveries: number } | { ok: false; error: Error };
+/** A delivery created by fan-out; `leased` when it was written already claimed (see AcceptLease). */
+export interface AcceptedDelivery {
+  deliveryId: number;
+  endpointId: string;
+  endpointUpdatedAt: number;
+  leased: boolean;
+}
+
+export type AcceptOutcome = { ok: true; deliveries: AcceptedDelivery[] } | { ok: false; error: Error };
+
+/**
+ * Lets the writer hand deliveries straight to a dispatcher in the same process: deliveries to
+ * endpoints that `accepts` are written already leased (as if claimed), so the dispatcher can send
+ * them from memory without a claim query. If it dies first, the lease runs out and any claimer
+ * takes them, as after any crash.
+ */
+export interface AcceptLease {
+  token: string;
+  until: number;
+  accepts(endpointId: string): boolean;
+}
 
 /** Picks the endpoints (of the message's application, not disabled) a message goes to. */
 export type FanOut = (endpoints: readonly Endpoint[], message: Message) => readonly Endpoint[];
@@ -162,7 +185,7 @@ export interface IngestStore {
    * message.createdAt, all in as few transactions as possible (group commit). A duplicate eventId
    * or a vanished application fails that item alone.
    */
-  acceptBatch(items: readonly AcceptItem[], fanOut: FanOut): Promise<AcceptOutcome[]>;
+  acceptBatch(items: readonly AcceptItem[], fanOut: FanOut, lease?: AcceptLease | null): Promise<AcceptOutcome[]>;
 }
 
 export interface BacklogStats {
@@ -179,6 +202,8 @@ export interface DeliveryStore {
    * from one endpoint, and endpoints in `skipEndpoints` (saturated here) are passed over.
    */
   claimDue(now: number, leaseMs: number, limit: number, perEndpoint: number, skipEndpoints: readonly string[]): Promise<ClaimedDelivery[]>;
+  /** Endpoint targets with plain signing keys, and when each was last changed. */
+  loadTargets(endpointIds: readonly string[], now: number): Promise<Map<string, DeliveryTarget>>;
   /** Payloads and endpoint targets (with plain signing keys) for a batch of claims. */
   loadContext(msgIds: readonly string[], endpointIds: readonly string[], now: number): Promise<DeliveryContext>;
   /** Records attempts and moves deliveries on, in one transaction; stale leases are ignored. */

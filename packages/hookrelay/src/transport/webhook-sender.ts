@@ -87,7 +87,7 @@ async function readCapped(body: AsyncIterable<Buffer> & { destroy(): void }, lim
 
 function describeFailure(error: unknown): { body: string; errorCode: string } {
   const ssrf = isSsrfBlocked(error);
-  if (ssrf) return { body: ssrf.message, errorCode: ssrf.code };
+  if (ssrf) return { body: `${ssrf.code}: ${ssrf.message}`, errorCode: ssrf.code };
   const err = error as { code?: string; message?: string; cause?: { code?: string; message?: string } };
   const code = err.code ?? err.cause?.code ?? 'HOOKRELAY_SEND_FAILED';
   const reason = err.cause?.message && err.cause.message !== err.message ? `${err.message}: ${err.cause.message}` : (err.message ?? String(error));

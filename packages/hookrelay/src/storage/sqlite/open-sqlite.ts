@@ -24,9 +24,10 @@ export function openSqliteConnection(options: SqliteOptions): BetterSqlite3.Data
   connection.pragma('busy_timeout = 10000');
   connection.pragma('foreign_keys = ON');
   connection.pragma('cache_size = -65536');
-  // Checkpoints copy the WAL into the database file and fsync it; at the default 1000 pages they
-  // ran every few dozen commits under load. 16k pages (64 MiB of WAL) makes them rare.
-  connection.pragma('wal_autocheckpoint = 16384');
+  // The checkpointer thread (checkpointer.ts) keeps the WAL short so that checkpoints do not
+  // stall the API or the dispatcher; this threshold (256 MiB of WAL) is only a backstop for when
+  // it is not running, e.g. in `hookrelay migrate`.
+  connection.pragma('wal_autocheckpoint = 65536');
   connection.pragma('temp_store = MEMORY');
   connection.pragma('mmap_size = 268435456');
   return connection;

@@ -63,29 +63,48 @@ export class KyselyDeliveryStore implements DeliveryStore {
     }));
   }
 
-  async loadContext(msgIds: readonly string[], endpointIds: readonly string[], now: number): Promise<DeliveryContext> {
-    const context: DeliveryContext = { messages: new Map(), endpoints: new Map() };
-    if (msgIds.length === 0) return context;
-    const [messages, endpoints, secrets] = await Promise.all([
-      this.#db.selectFrom('messages').select(['id', 'payload', 'event_type', 'created_at']).where('id', 'in', msgIds).execute(),
-      this.#db.selectFrom('endpoints').select(['id', 'url', 'headers', 'disabled']).where('id', 'in', endpointIds).execute(),
+  async loadTargets(endpointIds: readonly string[], now: number): Promise<Map<string, DeliveryTarget>> {
+    const targets = new Map<string, DeliveryTarget>();
+    if (endpointIds.length === 0) return targets;
+    const [endpoints, secrets] = await Promise.all([
+      this.#db.selectFrom('endpoints').select(['id', 'url', 'headers', 'disabled', 'updated_at']).where('id', 'in', endpointIds).execute(),
       this.#db
         .selectFrom('endpoint_secrets')
         .select(['endpoint_id', 'key_sealed', 'expires_at'])
         .where('endpoint_id', 'in', endpointIds)
         .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
-        .orderBy('endpoint_id')
         .orderBy('id', 'desc')
         .execute(),
     ]);
-    for (const m of messages) context.messages.set(m.id, { payload: m.payload, eventType: m.event_type, createdAt: m.created_at });
     for (const e of endpoints) {
-      const target: DeliveryTarget = { url: e.url, headers: JSON.parse(e.headers) as Record<string, string>, disabled: e.disabled === 1, secrets: [] };
-      context.endpoints.set(e.id, target);
+      targets.set(e.id, {
+        updatedAt: e.updated_at,
+        validUntil: Number.MAX_SAFE_INTEGER,
+        url: e.url,
+        headers: JSON.parse(e.headers) as Record<string, string>,
+        disabled: e.disabled === 1,
+        secrets: [],
+      });
     }
     // Current key (expires_at null) first, then rotated-out keys newest first.
     secrets.sort((a, b) => (a.expires_at === null ? 0 : 1) - (b.expires_at === null ? 0 : 1));
-    for (const s of secrets) context.endpoints.get(s.endpoint_id)?.secrets.push(this.#open(s.key_sealed));
+    for (const s of secrets) {
+      const target = targets.get(s.endpoint_id);
+      if (!target) continue;
+      target.secrets.push(this.#open(s.key_sealed));
+      if (s.expires_at !== null) target.validUntil = Math.min(target.validUntil, s.expires_at);
+    }
+    return targets;
+  }
+
+  async loadContext(msgIds: readonly string[], endpointIds: readonly string[], now: number): Promise<DeliveryContext> {
+    if (msgIds.length === 0) return { messages: new Map(), endpoints: new Map() };
+    const [messages, endpoints] = await Promise.all([
+      this.#db.selectFrom('messages').select(['id', 'payload', 'created_at']).where('id', 'in', msgIds).execute(),
+      this.loadTargets(endpointIds, now),
+    ]);
+    const context: DeliveryContext = { messages: new Map(), endpoints };
+    for (const m of messages) context.messages.set(m.id, { payload: m.payload, createdAt: m.created_at });
     return context;
   }
 

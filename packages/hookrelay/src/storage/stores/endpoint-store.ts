@@ -128,6 +128,8 @@ export class KyselyEndpointStore implements EndpointStore {
           await trx.deleteFrom('endpoint_secrets').where('endpoint_id', '=', endpointId).where('expires_at', '<=', now).execute();
           await trx.updateTable('endpoint_secrets').set({ expires_at: now + Math.max(0, graceMs) }).where('endpoint_id', '=', endpointId).where('expires_at', 'is', null).execute();
           await trx.insertInto('endpoint_secrets').values({ endpoint_id: endpointId, key_sealed: sealed, created_at: now, expires_at: null }).execute();
+          // Dispatchers cache signing keys per endpoint version (updated_at): a rotation is a change.
+          await trx.updateTable('endpoints').set({ updated_at: now }).where('id', '=', endpointId).execute();
         }),
       'Secret rotation conflicted with another write',
       'Endpoint',

@@ -2,7 +2,7 @@ import type { Insertable, Kysely, Transaction } from 'kysely';
 import type { Database, DeliveryRow, EndpointRow } from '../db-schema.js';
 import type { Endpoint } from '../models.js';
 import { DeliveryStatus, TriggerType } from '../models.js';
-import type { AcceptItem, AcceptOutcome, FanOut, IngestStore } from '../storage.js';
+import type { AcceptedDelivery, AcceptItem, AcceptLease, AcceptOutcome, FanOut, IngestStore } from '../storage.js';
 import { HookrelayError } from '../../core/errors.js';
 import { endpointFromRow } from './endpoint-row.js';
 
@@ -22,20 +22,20 @@ export class KyselyIngestStore implements IngestStore {
     this.#db = db;
   }
 
-  async acceptBatch(items: readonly AcceptItem[], fanOut: FanOut): Promise<AcceptOutcome[]> {
+  async acceptBatch(items: readonly AcceptItem[], fanOut: FanOut, lease: AcceptLease | null = null): Promise<AcceptOutcome[]> {
     if (items.length === 0) return [];
     try {
-      return await this.#db.transaction().execute((trx) => this.#write(trx, items, fanOut));
+      return await this.#db.transaction().execute((trx) => this.#write(trx, items, fanOut, lease));
     } catch (error) {
       if (items.length === 1) return [{ ok: false, error: toAcceptError(error) }];
       // One bad item (its application deleted meanwhile) must not fail its neighbours: retry alone.
       const outcomes: AcceptOutcome[] = [];
-      for (const item of items) outcomes.push(...(await this.acceptBatch([item], fanOut)));
+      for (const item of items) outcomes.push(...(await this.acceptBatch([item], fanOut, lease)));
       return outcomes;
     }
   }
 
-  async #write(trx: Transaction<Database>, items: readonly AcceptItem[], fanOut: FanOut): Promise<AcceptOutcome[]> {
+  async #write(trx: Transaction<Database>, items: readonly AcceptItem[], fanOut: FanOut, lease: AcceptLease | null): Promise<AcceptOutcome[]> {
     const inserted = new Set<string>();
     for (const part of chunks(items, ROWS_PER_INSERT)) {
       const rows = await trx
@@ -78,15 +78,19 @@ export class KyselyIngestStore implements IngestStore {
         continue;
       }
       const targets = fanOut(endpointsByApp.get(message.appId) ?? [], message);
+      const mine: AcceptedDelivery[] = [];
       for (const endpoint of targets) {
+        const leased = lease !== null && lease.accepts(endpoint.id);
+        const leaseUntil = lease && leased ? lease.until : null;
+        mine.push({ deliveryId: 0, endpointId: endpoint.id, endpointUpdatedAt: endpoint.updatedAt, leased });
         deliveries.push({
           msg_id: message.id,
           endpoint_id: endpoint.id,
           app_id: message.appId,
           status: DeliveryStatus.Pending,
           attempts: 0,
-          next_attempt_at: message.createdAt,
-          lease_token: null,
+          next_attempt_at: leaseUntil ?? message.createdAt,
+          lease_token: leaseUntil !== null ? lease!.token : null,
           trigger_type: TriggerType.Scheduled,
           created_at: message.createdAt,
           updated_at: message.createdAt,
@@ -103,11 +107,18 @@ export class KyselyIngestStore implements IngestStore {
           expires_at: 0,
         });
       }
-      outcomes.push({ ok: true, deliveries: targets.length });
+      outcomes.push({ ok: true, deliveries: mine });
     }
+    // RETURNING promises no row order, so ids are matched by (message, endpoint).
+    const ids = new Map<string, number>();
     for (const part of chunks(deliveries, ROWS_PER_INSERT)) {
-      await trx.insertInto('deliveries').values(part).execute();
+      const rows = await trx.insertInto('deliveries').values(part).returning(['id', 'msg_id', 'endpoint_id']).execute();
+      for (const row of rows) ids.set(`${row.msg_id} ${row.endpoint_id}`, Number(row.id));
     }
+    items.forEach(({ message }, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) for (const delivery of outcome.deliveries) delivery.deliveryId = ids.get(`${message.id} ${delivery.endpointId}`)!;
+    });
     // The reservation row already exists (idempotency plugin); completing it here makes the stored
     // response commit with the message, so a crash cannot leave one without the other.
     for (const row of idempotencyRows) {
