@@ -77,7 +77,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = async
         idempotency,
       );
       if (idempotency) markStoredByRoute(request);
-      deps.wakeDispatcher();
+      // No wake-up here: the ingestor hands the deliveries over or wakes the dispatcher itself.
       // Already serialized (it must match the stored replay byte for byte): Fastify sends a JSON string as is.
       return reply.code(202).type('application/json; charset=utf-8').send(render(message).body as unknown as MessageOut);
     },

@@ -77,9 +77,10 @@ export class KyselyApplicationStore implements ApplicationStore {
     // Children are deleted explicitly rather than by ON DELETE CASCADE: attempts have no foreign
     // key, and an explicit order does not depend on the engine enforcing foreign keys.
     return this.#db.transaction().execute(async (trx) => {
-      await trx.deleteFrom('attempts').where('app_id', '=', id).execute();
-      await trx.deleteFrom('deliveries').where('app_id', '=', id).execute();
       const endpointIds = trx.selectFrom('endpoints').select('id').where('app_id', '=', id);
+      // Through the endpoints: attempts are indexed by endpoint, and every attempt has one.
+      await trx.deleteFrom('attempts').where('endpoint_id', 'in', endpointIds).execute();
+      await trx.deleteFrom('deliveries').where('endpoint_id', 'in', endpointIds).execute();
       await trx.deleteFrom('endpoint_secrets').where('endpoint_id', 'in', endpointIds).execute();
       await trx.deleteFrom('endpoints').where('app_id', '=', id).execute();
       await trx.deleteFrom('messages').where('app_id', '=', id).execute();

@@ -98,7 +98,6 @@ CREATE TABLE attempts (
 );
 CREATE INDEX attempts_by_endpoint ON attempts (endpoint_id, id);
 CREATE INDEX attempts_by_msg ON attempts (msg_id, id);
-CREATE INDEX attempts_by_app ON attempts (app_id);
 
 CREATE TABLE api_keys (
   id TEXT PRIMARY KEY,
