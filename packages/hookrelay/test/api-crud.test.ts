@@ -383,7 +383,7 @@ describe('event types', () => {
 });
 
 describe('messages', () => {
-  it('accepts a message (202), wakes the dispatcher and reads it back by id and eventId', async () => {
+  it('accepts a message (202), wakes the dispatcher only when it has deliveries, and reads it back by id and eventId', async () => {
     const app = await createApp({ name: 'Messages', uid: 'msg-app' });
     const wakes = h.wakes;
     const msg = await sendMessage('msg-app', { eventType: 'user.created', payload: { email: 'a@example.com', n: 1 }, eventId: 'evt-1', channels: ['eu'], tags: ['t1'] });
@@ -394,7 +394,11 @@ describe('messages', () => {
     assert.deepEqual(msg.channels, ['eu']);
     assert.deepEqual(msg.tags, ['t1']);
     assert.ok(!Number.isNaN(Date.parse(msg.timestamp)));
-    assert.equal(h.wakes, wakes + 1);
+    assert.equal(h.wakes, wakes, 'no endpoint, no delivery: nothing to wake the dispatcher for');
+    const ep = await h.request('POST', `/api/v1/app/${app.id}/endpoint`, { body: { url: 'https://example.com/hook' } });
+    assert.equal(ep.status, 201);
+    assert.equal((await sendMessage('msg-app', { eventType: 'user.created', payload: {} })).eventType, 'user.created');
+    assert.equal(h.wakes, wakes + 1, 'a message with a delivery wakes the dispatcher');
 
     assert.deepEqual((await h.request('GET', `/api/v1/app/${app.id}/msg/${msg.id}`)).body, msg);
     assert.deepEqual((await h.request('GET', '/api/v1/app/msg-app/msg/evt-1')).body, msg);

@@ -76,7 +76,12 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const app = await buildApp({
     config,
     storage,
-    messages: (options.wrapMessages ?? ((real) => real))(new MessageIngestor(storage, () => {})),
+    // As in start-server: the ingestor wakes the dispatcher when it wrote deliveries to claim.
+    messages: (options.wrapMessages ?? ((real) => real))(
+      new MessageIngestor(storage, (accepted) => {
+        if (accepted.pending > 0) harness.wakes += 1;
+      }),
+    ),
     wakeDispatcher: () => {
       harness.wakes += 1;
     },
