@@ -21,6 +21,8 @@ export interface DispatcherOptions {
   /** Requests in flight to one endpoint at most: a hanging endpoint holds only this many slots. */
   endpointConcurrency: number;
   sendSvixHeaders: boolean;
+  /** Refuse to send to http:// URLs (endpoints created before the setting was turned on). */
+  requireHttps?: boolean;
   /** Upper bound on how long the loop sleeps without a wake-up: catches work written by others. */
   idlePollMs?: number;
   /** Told when the dispatcher can or cannot take more work, overall or for one endpoint. */
@@ -275,28 +277,32 @@ export class Dispatcher {
     const message = context.messages.get(claim.msgId);
     const target = context.endpoints.get(claim.endpointId);
     const startedAt = Date.now();
-    let result: SendResult;
-    let url = target?.url ?? '';
-    if (!message || !target) {
-      // Deleted since the claim (application or endpoint removed): nothing left to deliver.
-      result = { statusCode: 0, body: 'message or endpoint no longer exists', durationMs: 0, retryAfter: undefined, errorCode: 'HOOKRELAY_GONE' };
-    } else if (target.disabled) {
-      result = { statusCode: 0, body: 'endpoint is disabled', durationMs: 0, retryAfter: undefined, errorCode: 'HOOKRELAY_ENDPOINT_DISABLED' };
-    } else if (target.secrets.length === 0) {
-      result = { statusCode: 0, body: 'endpoint has no signing secret', durationMs: 0, retryAfter: undefined, errorCode: 'HOOKRELAY_NO_SECRET' };
-    } else {
-      url = target.url;
-      const headers = buildWebhookHeaders({
-        msgId: claim.msgId,
-        timestampSeconds: Math.floor(startedAt / 1000),
-        payload: message.payload,
-        secrets: target.secrets,
-        customHeaders: target.headers,
-        sendSvixHeaders: this.#o.sendSvixHeaders,
-      });
-      result = await this.#o.sender.send(target.url, headers, message.payload);
+    const refusal = this.#refusal(message, target);
+    if (refusal || !message || !target) {
+      // Nothing a retry could change: recorded as a final failed attempt without a request.
+      const result: SendResult = { statusCode: 0, body: `${refusal!.code}: ${refusal!.reason}`, durationMs: 0, retryAfter: undefined, errorCode: refusal!.code };
+      this.#record(claim, target?.url ?? '', result, message?.createdAt ?? startedAt, false);
+      return;
     }
-    this.#record(claim, url, result, message?.createdAt ?? startedAt, target !== undefined && message !== undefined && !target.disabled);
+    const headers = buildWebhookHeaders({
+      msgId: claim.msgId,
+      timestampSeconds: Math.floor(startedAt / 1000),
+      payload: message.payload,
+      secrets: target.secrets,
+      customHeaders: target.headers,
+      sendSvixHeaders: this.#o.sendSvixHeaders,
+    });
+    const result = await this.#o.sender.send(target.url, headers, message.payload);
+    this.#record(claim, target.url, result, message.createdAt, true);
+  }
+
+  #refusal(message: unknown, target: DeliveryTarget | undefined): { code: string; reason: string } | null {
+    // Deleted since the claim (application or endpoint removed): nothing left to deliver.
+    if (!message || !target) return { code: 'HOOKRELAY_GONE', reason: 'the message or the endpoint no longer exists' };
+    if (target.disabled) return { code: 'HOOKRELAY_ENDPOINT_DISABLED', reason: 'the endpoint is disabled' };
+    if (this.#o.requireHttps && !target.url.startsWith('https:')) return { code: 'HOOKRELAY_HTTPS_REQUIRED', reason: 'HOOKRELAY_REQUIRE_HTTPS is on and the endpoint URL is not https' };
+    if (target.secrets.length === 0) return { code: 'HOOKRELAY_NO_SECRET', reason: 'the endpoint has no signing secret' };
+    return null;
   }
 
   #record(claim: ClaimedDelivery, url: string, result: SendResult, messageCreatedAt: number, retryable: boolean): void {

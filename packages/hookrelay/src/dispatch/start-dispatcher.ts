@@ -26,6 +26,7 @@ export function startDispatcher(config: HookrelayConfig, storage: Storage, logge
     maxInFlight: config.dispatcherConcurrency,
     endpointConcurrency: config.endpointConcurrency,
     sendSvixHeaders: config.sendSvixHeaders,
+    requireHttps: config.requireHttps,
     ...(onCapacity ? { onCapacity } : {}),
   });
   dispatcher.start();
