@@ -66,6 +66,13 @@ export class Dispatcher {
   #reportedFull = false;
   /** Endpoint targets of handed-off deliveries, valid while the endpoint's updatedAt matches. */
   readonly #targets = new Map<string, DeliveryTarget>();
+  /**
+   * Why the last claim pass may have left due work behind: endpoints passed over at their cap, or
+   * too few free slots overall. Only then does a finished request wake the loop; otherwise every
+   * response would cost a claim query that finds nothing (new work wakes the loop by itself).
+   */
+  #passedOver = new Set<string>();
+  #slotsExhausted = false;
 
   constructor(options: DispatcherOptions) {
     this.#o = options;
@@ -112,7 +119,8 @@ export class Dispatcher {
       this.#woken = false;
       const free = this.#o.maxInFlight - this.#inFlight - this.#waitingCount();
       let claimed = 0;
-      if (free >= Math.min(MIN_CLAIM, this.#o.maxInFlight)) {
+      this.#slotsExhausted = free < Math.min(MIN_CLAIM, this.#o.maxInFlight);
+      if (!this.#slotsExhausted) {
         try {
           claimed = await this.#claimAndStart(Math.min(free, MAX_CLAIM));
         } catch (error) {
@@ -218,6 +226,7 @@ export class Dispatcher {
     for (const [endpointId, count] of this.#perEndpoint) {
       if (count >= this.#o.endpointConcurrency) saturated.push(endpointId);
     }
+    this.#passedOver = new Set(saturated);
     const now = Date.now();
     const claims = await this.#o.storage.deliveries.claimDue(now, this.#o.leaseMs, limit, this.#o.endpointConcurrency, saturated);
     const leaseUntil = now + this.#o.leaseMs;
@@ -269,7 +278,7 @@ export class Dispatcher {
       this.#startOrQueue(next);
     } else {
       this.#reportCapacity(endpointId);
-      this.wake();
+      if (this.#slotsExhausted || this.#passedOver.has(endpointId)) this.wake();
     }
   }
 
@@ -357,6 +366,8 @@ export class Dispatcher {
     this.#outcomes = [];
     try {
       await this.#o.storage.deliveries.complete(outcomes);
+      // A retry may now be due sooner than the loop planned to look again.
+      if (outcomes.some((o) => o.nextAttemptAt !== null)) this.wake();
     } catch (error) {
       // The leases still hold these deliveries; when they lapse the deliveries are tried again
       // (at-least-once). Keep the outcomes for the next flush meanwhile.

@@ -10,6 +10,8 @@ import { checkIterator, checkUid, parseTimestamp, unique } from '../validate-inp
 import { requireApp, requireMessage } from './lookup.js';
 
 const tags = ['Message'];
+const KNOWN_APP_ID_TTL_MS = 5_000;
+const KNOWN_APP_IDS_MAX = 10_000;
 
 const WithContent = Type.Boolean({ default: true, description: 'When false, the payload is returned as {}' });
 
@@ -31,6 +33,24 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = async
   const { storage } = deps;
 
   /** The application of the path, or (Svix's `application` field) one created for it on the spot. */
+  /**
+   * Application ids recently seen to exist, so that publishing does not read the application row
+   * every time. Safe to be stale: if the application was deleted meanwhile, the message's foreign
+   * key fails and the request gets 404 all the same. Uids are not cached: one may move to another
+   * application.
+   */
+  const knownAppIds = new Map<string, number>();
+  const appIdForMessage = async (appIdOrUid: string, body: MessageIn): Promise<string> => {
+    const now = Date.now();
+    if ((knownAppIds.get(appIdOrUid) ?? 0) > now) return appIdOrUid;
+    const application = await appForMessage(appIdOrUid, body);
+    if (application.id === appIdOrUid) {
+      if (knownAppIds.size >= KNOWN_APP_IDS_MAX) knownAppIds.clear();
+      knownAppIds.set(appIdOrUid, now + KNOWN_APP_ID_TTL_MS);
+    }
+    return application.id;
+  };
+
   const appForMessage = async (appIdOrUid: string, body: MessageIn): Promise<Application> => {
     const existing = await storage.applications.find(appIdOrUid);
     if (existing) return existing;
@@ -66,13 +86,13 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = async
       if (body.deliverAt !== undefined && body.deliverAt !== null) throw validationError(['body', 'deliverAt'], 'Scheduled delivery (deliverAt) is not supported yet');
       checkUid(body.eventId, 'msg', ['body', 'eventId']);
       const withContent = request.query.with_content;
-      const application = await appForMessage(request.params.app_id, body);
+      const appId = await appIdForMessage(request.params.app_id, body);
 
       // The stored idempotent response and the reply are rendered by the same function, so a replay is byte-identical.
       const render = (message: Message) => ({ statusCode: 202, body: messageOutJson(message, withContent) });
       const idempotency = idempotentResponseFor(request, render);
       const message = await deps.messages.accept(
-        application.id,
+        appId,
         { eventType: body.eventType, payload: JSON.stringify(body.payload), eventId: body.eventId ?? null, channels: unique(body.channels), tags: unique(body.tags) },
         idempotency,
       );
