@@ -122,3 +122,23 @@ test('a redirect is not followed and counts as a failed attempt', async (t) => {
   assert.equal(attempts[0].status, 2, 'with a one-attempt schedule a 302 fails the delivery');
   assert.deepEqual(receiver.requests.map((r) => r.path), ['/webhook'], 'the redirect target was never requested');
 });
+
+test('the attempt log keeps at most 20 KB of a response body', async (t) => {
+  const receiver = await Receiver.start();
+  receiver.reply = () => ({ status: 200, body: 'x'.repeat(20 * 1024) + 'y'.repeat(200 * 1024) });
+  const platform = await startTestPlatform();
+  t.after(async () => {
+    await platform.close();
+    await receiver.close();
+  });
+  const { appId } = await createAppWithEndpoint(platform, receiver.url());
+  const msgId = await publish(platform, appId);
+  const [attempt] = await waitFor('the attempt', async () => {
+    const list = await attemptsOf(platform, appId, msgId);
+    return list.length === 1 && list;
+  });
+  assert.equal(attempt.status, 0);
+  assert.equal(attempt.response.length, 20 * 1024);
+  assert.ok(!attempt.response.includes('y'));
+  assert.ok(attempt.responseDurationMs >= 0);
+});
