@@ -47,6 +47,9 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   const { config } = deps;
   const base = Fastify({
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
+    // Two info lines per request would be most of the log at thousands of messages a second;
+    // requests are logged at debug level instead (below), errors by the error handler.
+    disableRequestLogging: true,
     // Svix answers with and without a trailing slash; uids (256 characters) travel in the path.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
     bodyLimit: config.maxPayloadBytes,
@@ -66,6 +69,11 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   app.removeContentTypeParser(['text/plain']);
   installJsonBodyParser(app);
   installErrorHandling(app, routes);
+  if (deps.logger && deps.logger.isLevelEnabled('debug')) {
+    app.addHook('onResponse', async (request, reply) => {
+      request.log.debug({ method: request.method, url: request.url, statusCode: reply.statusCode, ms: reply.elapsedTime }, 'request');
+    });
+  }
   installAuthentication(app, { apiKey: config.apiKey, apiKeys: deps.storage.apiKeys });
   installIdempotency(app, { store: deps.storage.idempotency, ttlMs: config.idempotencyTtlMs });
 
