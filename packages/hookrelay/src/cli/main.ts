@@ -35,13 +35,14 @@ async function main(argv: string[]): Promise<number> {
     case 'serve': {
       const server = await startServer(config);
       if (server.initialApiKey) process.stdout.write(`\nYour first API key (also in ${dirname(sqlitePath(config.databaseUrl))}/initial-api-key):\n  ${server.initialApiKey}\n\n`);
-      await new Promise<void>((resolve) => {
-        const shutdown = () => resolve();
-        process.once('SIGTERM', shutdown);
-        process.once('SIGINT', shutdown);
+      const failure = await new Promise<Error | null>((resolve) => {
+        process.once('SIGTERM', () => resolve(null));
+        process.once('SIGINT', () => resolve(null));
+        void server.failed.then(resolve);
       });
       await server.close();
-      return 0;
+      // Exit non-zero when a part died, so that a supervisor restarts the process.
+      return failure ? 1 : 0;
     }
     case 'migrate': {
       const connection = openSqliteConnection({ path: sqlitePath(config.databaseUrl), syncCommit: true });

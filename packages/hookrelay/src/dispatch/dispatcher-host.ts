@@ -16,8 +16,12 @@ export interface DispatcherHandle {
   stop(): Promise<void>;
 }
 
-/** Runs the dispatcher in a worker thread with its own database connection. */
-export async function startDispatcherThread(config: HookrelayConfig, masterKey: Buffer, logger: Logger): Promise<DispatcherHandle> {
+/**
+ * Runs the dispatcher in a worker thread with its own database connection. `onFailure` is called
+ * if the thread dies while not being stopped: nothing would deliver any more, so the caller should
+ * stop the process and let its supervisor restart it (leases hand the work to the next start).
+ */
+export async function startDispatcherThread(config: HookrelayConfig, masterKey: Buffer, logger: Logger, onFailure: (error: Error) => void): Promise<DispatcherHandle> {
   const worker = new Worker(new URL('./dispatcher-thread.js', import.meta.url), {
     workerData: { config, masterKey: masterKey.toString('base64') },
   });
@@ -54,9 +58,11 @@ export async function startDispatcherThread(config: HookrelayConfig, masterKey: 
       for (const respond of metricRequests.values()) respond([]);
       metricRequests.clear();
       stopped?.();
-      if (code !== 0 && !stopping) {
+      if (!stopping) {
+        const error = new Error(`dispatcher thread exited with code ${code}`);
         logger.fatal({ code }, 'dispatcher thread exited');
-        reject(new Error(`dispatcher thread exited with code ${code}`));
+        reject(error);
+        onFailure(error);
       }
     });
   });

@@ -24,6 +24,8 @@ export interface RunningServer {
   storage: Storage;
   /** Set when this start created the first API key (fresh database, no HOOKRELAY_API_KEY). */
   initialApiKey: string | null;
+  /** Settles if a part the server cannot run without (the dispatcher thread) fails. */
+  failed: Promise<Error>;
   close(): Promise<void>;
 }
 
@@ -47,8 +49,10 @@ export async function startServer(config: HookrelayConfig, logger: Logger = crea
 
   // An in-memory database is private to its connection, so the dispatcher must share this one.
   const inThread = config.dispatcherThread && sqlitePath(config.databaseUrl) !== ':memory:';
+  let reportFailure: (error: Error) => void = () => {};
+  const failed = new Promise<Error>((resolve) => (reportFailure = resolve));
   const dispatcher: DispatcherHandle = inThread
-    ? await startDispatcherThread(config, masterKey, logger)
+    ? await startDispatcherThread(config, masterKey, logger, (error) => reportFailure(error))
     : startDispatcherInProcess(config, storage, logger.child({ component: 'dispatcher' }));
 
   const registry = new Registry();
@@ -90,6 +94,7 @@ export async function startServer(config: HookrelayConfig, logger: Logger = crea
     app,
     storage,
     initialApiKey,
+    failed,
     close() {
       // Stop taking requests (in-flight ones finish and commit), then drain the dispatcher.
       closing ??= (async () => {
