@@ -131,7 +131,8 @@ export class Dispatcher {
         if (claimed === Math.min(free, MAX_CLAIM)) continue; // a full batch: more is probably due
       }
       if (this.#woken || !this.#running) continue;
-      await this.#sleep(await this.#idleDelay(claimed));
+      // Out of slots: a finishing request wakes the loop, so there is nothing to poll for.
+      await this.#sleep(this.#slotsExhausted ? this.#idlePollMs : await this.#idleDelay(claimed));
     }
   }
 
