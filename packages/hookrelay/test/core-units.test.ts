@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
-import { newId, hasPrefix } from '../src/core/ids.js';
+import { newId, hasPrefix, encodeBase62 } from '../src/core/ids.js';
 import { matchesChannels, matchesEventType } from '../src/core/event-type-filter.js';
 import { nextRetryDelay, parseRetryAfter, DEFAULT_RETRY_SCHEDULE_MS, RETRY_AFTER_MAX_MS, RETRY_AFTER_MIN_MS } from '../src/retry/retry-schedule.js';
 import { SecretBox } from '../src/secrets/secret-box.js';
@@ -15,6 +15,23 @@ test('ids carry their prefix, have a fixed length and sort by creation', () => {
   assert.deepEqual([...ids].sort(), ids, 'ids made in sequence are already in lexicographic order');
   assert.equal(new Set(ids).size, ids.length);
   assert.ok(!hasPrefix(ids[0]!, 'app'));
+});
+
+test('base62 encoding equals the arithmetic definition and keeps byte order', () => {
+  const reference = (bytes: Buffer) => {
+    let value = BigInt('0x' + (bytes.toString('hex') || '0'));
+    let out = '';
+    while (value > 0n) {
+      out = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'[Number(value % 62n)] + out;
+      value /= 62n;
+    }
+    return out.padStart(27, '0');
+  };
+  const samples = [Buffer.alloc(20), Buffer.alloc(20, 0xff), Buffer.from([1, ...Buffer.alloc(19)]), ...Array.from({ length: 500 }, () => randomBytes(20))];
+  for (const bytes of samples) assert.equal(encodeBase62(bytes), reference(bytes), bytes.toString('hex'));
+  const sorted = [...samples].sort(Buffer.compare);
+  const encoded = sorted.map((b) => encodeBase62(b));
+  assert.deepEqual([...encoded].sort(), encoded);
 });
 
 test('filterTypes match exact names and dotted wildcards; channels intersect', () => {

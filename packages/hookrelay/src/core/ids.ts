@@ -30,14 +30,29 @@ function nextRandom(millis: number): Buffer {
   return next;
 }
 
-function encodeBase62(bytes: Buffer): string {
-  let value = BigInt('0x' + bytes.toString('hex'));
-  let out = '';
-  while (value > 0n) {
-    out = ALPHABET[Number(value % 62n)] + out;
-    value /= 62n;
+/**
+ * Fixed-width base62 of a big-endian byte string, by long division over 16-bit limbs (plain
+ * numbers stay exact, and this runs once per message and per attempt, where BigInt was slow).
+ */
+export function encodeBase62(bytes: Uint8Array): string {
+  const limbs: number[] = [];
+  let i = 0;
+  if (bytes.length % 2 === 1) limbs.push(bytes[i++]!);
+  for (; i < bytes.length; i += 2) limbs.push((bytes[i]! << 8) | bytes[i + 1]!);
+  const out: string[] = new Array(ENCODED_LENGTH).fill('0');
+  let position = ENCODED_LENGTH - 1;
+  let start = 0;
+  while (start < limbs.length && position >= 0) {
+    let remainder = 0;
+    for (let k = start; k < limbs.length; k++) {
+      const value = remainder * 65536 + limbs[k]!;
+      limbs[k] = Math.floor(value / 62);
+      remainder = value % 62;
+    }
+    out[position--] = ALPHABET[remainder]!;
+    while (start < limbs.length && limbs[start] === 0) start++;
   }
-  return out.padStart(ENCODED_LENGTH, '0');
+  return out.join('');
 }
 
 export function newId(prefix: IdPrefix, now: number = Date.now()): string {
