@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { MAX_JSON_DEPTH } from '../src/api/plugins/json-body.js';
-import { dumpDatabase, startHarness, type Harness } from './helpers/api-harness.js';
+import { startHarness, type Harness } from './helpers/api-harness.js';
+import { TEST_ENGINES } from './helpers/test-database.js';
 
 /**
  * Malformed and impossible requests, each with the status and code it must get. Every case must
@@ -152,78 +153,80 @@ function nest(depth: number): unknown {
   return value;
 }
 
-let h: Harness;
-before(async () => {
-  h = await startHarness({ config: { maxPayloadBytes: MAX_PAYLOAD } });
-  const setup: [string, string, unknown][] = [
-    ['POST', '/api/v1/app', { name: 'Bad input target', uid: 'bad-app' }],
-    ['POST', '/api/v1/app', { name: 'Another', uid: 'other-app' }],
-    ['POST', `${APP}/endpoint`, { url: 'https://example.com/ep', uid: 'ep-1' }],
-    ['POST', '/api/v1/event-type', { name: 'user.created', description: 'A user was created' }],
-    ['POST', `${APP}/msg`, { ...GOOD_MSG, eventId: 'evt-1' }],
-  ];
-  for (const [method, path, body] of setup) {
-    const res = await h.request(method, path, { body });
-    assert.ok(res.status === 201 || res.status === 202, `setup ${method} ${path}: ${res.status} ${res.text}`);
-  }
-});
-after(async () => {
-  await h.close();
-});
+for (const engine of TEST_ENGINES) describe(`malformed input (${engine})`, () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ engine, config: { maxPayloadBytes: MAX_PAYLOAD } });
+    const setup: [string, string, unknown][] = [
+      ['POST', '/api/v1/app', { name: 'Bad input target', uid: 'bad-app' }],
+      ['POST', '/api/v1/app', { name: 'Another', uid: 'other-app' }],
+      ['POST', `${APP}/endpoint`, { url: 'https://example.com/ep', uid: 'ep-1' }],
+      ['POST', '/api/v1/event-type', { name: 'user.created', description: 'A user was created' }],
+      ['POST', `${APP}/msg`, { ...GOOD_MSG, eventId: 'evt-1' }],
+    ];
+    for (const [method, path, body] of setup) {
+      const res = await h.request(method, path, { body });
+      assert.ok(res.status === 201 || res.status === 202, `setup ${method} ${path}: ${res.status} ${res.text}`);
+    }
+  });
+  after(async () => {
+    await h.close();
+  });
 
-describe('malformed requests', () => {
-  it('are each refused with the expected status and code, and change nothing', async () => {
-    const snapshot = dumpDatabase(h.dbPath);
-    assert.ok((snapshot['messages'] ?? []).length === 1, 'the setup wrote what the cases rely on');
-    const failures: string[] = [];
-    for (const c of CASES) {
-      const res = await h.request(c.method, c.path, { ...(c.body !== undefined ? { body: c.body } : {}), ...(c.headers ? { headers: c.headers } : {}) });
-      const problems: string[] = [];
-      if (res.status !== c.status) problems.push(`status ${res.status}, expected ${c.status}`);
-      if (res.body?.code !== c.code) problems.push(`code ${String(res.body?.code)}, expected ${c.code}`);
-      if (!(res.headers.get('content-type') ?? '').startsWith('application/json')) problems.push(`content-type ${res.headers.get('content-type')}`);
-      if (c.loc) {
-        const loc = Array.isArray(res.body?.detail) ? res.body.detail[0]?.loc : undefined;
-        if (JSON.stringify(loc) !== JSON.stringify(c.loc)) problems.push(`loc ${JSON.stringify(loc)}, expected ${JSON.stringify(c.loc)}`);
-      } else if (typeof res.body?.detail !== 'string' || res.body.detail.length === 0) {
-        problems.push(`detail ${JSON.stringify(res.body?.detail)} is not a message`);
+  describe('malformed requests', () => {
+    it('are each refused with the expected status and code, and change nothing', async () => {
+      const snapshot = await h.database.dump();
+      assert.ok((snapshot['messages'] ?? []).length === 1, 'the setup wrote what the cases rely on');
+      const failures: string[] = [];
+      for (const c of CASES) {
+        const res = await h.request(c.method, c.path, { ...(c.body !== undefined ? { body: c.body } : {}), ...(c.headers ? { headers: c.headers } : {}) });
+        const problems: string[] = [];
+        if (res.status !== c.status) problems.push(`status ${res.status}, expected ${c.status}`);
+        if (res.body?.code !== c.code) problems.push(`code ${String(res.body?.code)}, expected ${c.code}`);
+        if (!(res.headers.get('content-type') ?? '').startsWith('application/json')) problems.push(`content-type ${res.headers.get('content-type')}`);
+        if (c.loc) {
+          const loc = Array.isArray(res.body?.detail) ? res.body.detail[0]?.loc : undefined;
+          if (JSON.stringify(loc) !== JSON.stringify(c.loc)) problems.push(`loc ${JSON.stringify(loc)}, expected ${JSON.stringify(c.loc)}`);
+        } else if (typeof res.body?.detail !== 'string' || res.body.detail.length === 0) {
+          problems.push(`detail ${JSON.stringify(res.body?.detail)} is not a message`);
+        }
+        if (problems.length > 0) failures.push(`${c.name}: ${problems.join('; ')} (body ${res.text.slice(0, 300)})`);
       }
-      if (problems.length > 0) failures.push(`${c.name}: ${problems.join('; ')} (body ${res.text.slice(0, 300)})`);
-    }
-    assert.deepEqual(failures, [], `${failures.length} of ${CASES.length} cases misbehaved`);
-    assert.deepEqual(dumpDatabase(h.dbPath), snapshot, 'no refused request may write anything');
-  });
+      assert.deepEqual(failures, [], `${failures.length} of ${CASES.length} cases misbehaved`);
+      assert.deepEqual(await h.database.dump(), snapshot, 'no refused request may write anything');
+    });
 
-  it('counts nesting outside strings only, up to the limit', async () => {
-    const inString = '['.repeat(500) + '\\"{' + ']'.repeat(500);
-    const ok = await h.request('POST', `${APP}/msg`, { body: { eventType: 'deep.ok', payload: { text: inString, nested: nest(MAX_JSON_DEPTH - 3) } } });
-    assert.equal(ok.status, 202, ok.text);
-    assert.deepEqual((await h.request('GET', `${APP}/msg/${ok.body.id}`)).body.payload.text, inString);
-    const over = await h.request('POST', `${APP}/msg`, { body: { eventType: 'deep.no', payload: { nested: nest(MAX_JSON_DEPTH - 1) } } });
-    assert.equal(over.status, 400);
-    assert.equal(over.body.code, 'invalid_json');
-  });
+    it('counts nesting outside strings only, up to the limit', async () => {
+      const inString = '['.repeat(500) + '\\"{' + ']'.repeat(500);
+      const ok = await h.request('POST', `${APP}/msg`, { body: { eventType: 'deep.ok', payload: { text: inString, nested: nest(MAX_JSON_DEPTH - 3) } } });
+      assert.equal(ok.status, 202, ok.text);
+      assert.deepEqual((await h.request('GET', `${APP}/msg/${ok.body.id}`)).body.payload.text, inString);
+      const over = await h.request('POST', `${APP}/msg`, { body: { eventType: 'deep.no', payload: { nested: nest(MAX_JSON_DEPTH - 1) } } });
+      assert.equal(over.status, 400);
+      assert.equal(over.body.code, 'invalid_json');
+    });
 
-  it('a 405 names the allowed methods', async () => {
-    const res = await h.request('PATCH', '/api/v1/event-type');
-    assert.equal(res.status, 405);
-    assert.equal(res.headers.get('allow'), 'GET, HEAD, POST');
-  });
+    it('a 405 names the allowed methods', async () => {
+      const res = await h.request('PATCH', '/api/v1/event-type');
+      assert.equal(res.status, 405);
+      assert.equal(res.headers.get('allow'), 'GET, HEAD, POST');
+    });
 
-  it('refuses http endpoint URLs when HTTPS is required', async () => {
-    const strict = await startHarness({ config: { requireHttps: true } });
-    try {
-      await strict.request('POST', '/api/v1/app', { body: { name: 'Strict', uid: 'strict' } });
-      const before = dumpDatabase(strict.dbPath);
-      const http = await strict.request('POST', '/api/v1/app/strict/endpoint', { body: { url: 'http://example.com/x' } });
-      assert.equal(http.status, 422);
-      assert.deepEqual(http.body.detail[0].loc, ['body', 'url']);
-      const patched = await strict.request('PUT', '/api/v1/app/strict/endpoint/new-one', { body: { url: 'http://example.com/x' } });
-      assert.equal(patched.status, 422);
-      assert.deepEqual(dumpDatabase(strict.dbPath), before);
-      assert.equal((await strict.request('POST', '/api/v1/app/strict/endpoint', { body: { url: 'https://example.com/x' } })).status, 201);
-    } finally {
-      await strict.close();
-    }
+    it('refuses http endpoint URLs when HTTPS is required', async () => {
+      const strict = await startHarness({ engine, config: { requireHttps: true } });
+      try {
+        await strict.request('POST', '/api/v1/app', { body: { name: 'Strict', uid: 'strict' } });
+        const before = await strict.database.dump();
+        const http = await strict.request('POST', '/api/v1/app/strict/endpoint', { body: { url: 'http://example.com/x' } });
+        assert.equal(http.status, 422);
+        assert.deepEqual(http.body.detail[0].loc, ['body', 'url']);
+        const patched = await strict.request('PUT', '/api/v1/app/strict/endpoint/new-one', { body: { url: 'http://example.com/x' } });
+        assert.equal(patched.status, 422);
+        assert.deepEqual(await strict.database.dump(), before);
+        assert.equal((await strict.request('POST', '/api/v1/app/strict/endpoint', { body: { url: 'https://example.com/x' } })).status, 201);
+      } finally {
+        await strict.close();
+      }
+    });
   });
 });

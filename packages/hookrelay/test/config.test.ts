@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, loadConfig } from '../src/config/config.js';
+import { ConfigError, dataDirectory, loadConfig } from '../src/config/config.js';
 
 test('defaults match the README', () => {
   const config = loadConfig({});
@@ -16,6 +16,15 @@ test('defaults match the README', () => {
   assert.equal(config.requestTimeoutMs, 15_000);
   assert.equal(config.maxPayloadBytes, 1_048_576);
   assert.deepEqual(config.ssrfAllow, []);
+  assert.equal(config.dataDir, null);
+  assert.equal(config.pgPoolSize, 10);
+  assert.equal(config.pgStatementTimeoutMs, 30_000);
+});
+
+test('the data directory is HOOKRELAY_DATA_DIR, else the SQLite file\'s directory, else ./data', () => {
+  assert.equal(dataDirectory(loadConfig({ HOOKRELAY_DATABASE_URL: 'sqlite:/var/lib/hookrelay/db.sqlite' })), '/var/lib/hookrelay');
+  assert.equal(dataDirectory(loadConfig({ HOOKRELAY_DATABASE_URL: 'postgres://db.internal/hookrelay' })), join(process.cwd(), 'data'));
+  assert.equal(dataDirectory(loadConfig({ HOOKRELAY_DATABASE_URL: 'postgresql://db.internal/hookrelay', HOOKRELAY_DATA_DIR: '/etc/hookrelay' })), '/etc/hookrelay');
 });
 
 test('every bad value names its setting', () => {
@@ -29,6 +38,8 @@ test('every bad value names its setting', () => {
     [{ HOOKRELAY_MASTER_KEY: 'c2hvcnQ=' }, 'HOOKRELAY_MASTER_KEY'],
     [{ HOOKRELAY_SYNC_COMMIT: 'maybe' }, 'HOOKRELAY_SYNC_COMMIT'],
     [{ HOOKRELAY_LOG_LEVEL: 'loud' }, 'HOOKRELAY_LOG_LEVEL'],
+    [{ HOOKRELAY_PG_POOL_SIZE: '0' }, 'HOOKRELAY_PG_POOL_SIZE'],
+    [{ HOOKRELAY_PG_STATEMENT_TIMEOUT: 'soon' }, 'HOOKRELAY_PG_STATEMENT_TIMEOUT'],
   ];
   for (const [env, setting] of cases) {
     assert.throws(() => loadConfig(env), (error: unknown) => error instanceof ConfigError && error.setting === setting && error.message.includes(setting), setting);

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -49,7 +49,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
     // Two info lines per request would be most of the log at thousands of messages a second;
     // requests are logged at debug level instead (below), errors by the error handler.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // Svix answers with and without a trailing slash; uids (256 characters) travel in the path.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
     bodyLimit: config.maxPayloadBytes,

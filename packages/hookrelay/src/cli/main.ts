@@ -1,12 +1,11 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { dirname } from 'node:path';
-import { ConfigError, loadConfig, sqlitePath } from '../config/config.js';
+import { join } from 'node:path';
+import { ConfigError, dataDirectory, loadConfig } from '../config/config.js';
 import { startServer } from '../server/start-server.js';
-import { migrateSqlite, openSqliteConnection } from '../storage/sqlite/open-sqlite.js';
 import { loadMasterKey } from '../secrets/master-key.js';
 import { SecretBox } from '../secrets/secret-box.js';
-import { openStorage } from '../storage/open-storage.js';
+import { migrateDatabase, openStorage } from '../storage/open-storage.js';
 import { generateApiKey, hashApiKey } from '../api/plugins/authenticate.js';
 import { HOOKRELAY_VERSION } from '../core/version.js';
 
@@ -34,7 +33,7 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'serve': {
       const server = await startServer(config);
-      if (server.initialApiKey) process.stdout.write(`\nYour first API key (also in ${dirname(sqlitePath(config.databaseUrl))}/initial-api-key):\n  ${server.initialApiKey}\n\n`);
+      if (server.initialApiKey) process.stdout.write(`\nYour first API key (also in ${join(dataDirectory(config), 'initial-api-key')}):\n  ${server.initialApiKey}\n\n`);
       const failure = await new Promise<Error | null>((resolve) => {
         process.once('SIGTERM', () => resolve(null));
         process.once('SIGINT', () => resolve(null));
@@ -45,15 +44,13 @@ async function main(argv: string[]): Promise<number> {
       return failure ? 1 : 0;
     }
     case 'migrate': {
-      const connection = openSqliteConnection({ path: sqlitePath(config.databaseUrl), syncCommit: true });
-      const applied = migrateSqlite(connection);
-      connection.close();
+      const applied = await migrateDatabase(config);
       return print(applied.length ? `applied migrations: ${applied.join(', ')}` : 'database is up to date');
     }
     case 'api-key': {
       if (sub !== 'create') return fail(USAGE);
-      const masterKey = loadMasterKey(config.masterKey, `${dirname(sqlitePath(config.databaseUrl))}/master.key`);
-      const storage = openStorage({ databaseUrl: config.databaseUrl, syncCommit: true, secretBox: new SecretBox(masterKey) });
+      const masterKey = loadMasterKey(config.masterKey, join(dataDirectory(config), 'master.key'));
+      const storage = await openStorage({ database: { ...config, syncCommit: true }, secretBox: new SecretBox(masterKey) });
       const key = generateApiKey();
       await storage.apiKeys.create(values.name ?? 'cli', hashApiKey(key));
       await storage.close();

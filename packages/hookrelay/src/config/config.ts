@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { DEFAULT_RETRY_SCHEDULE_MS } from '../retry/retry-schedule.js';
 import { parseCidrList, type Cidr } from '../transport/ssrf/cidr.js';
 import { ConfigError } from './config-error.js';
@@ -10,6 +11,12 @@ export interface HookrelayConfig {
   port: number;
   host: string;
   databaseUrl: string;
+  /** Where the master key and the first API key are kept; null: the SQLite file's directory, or ./data. */
+  dataDir: string | null;
+  /** Connections each PostgreSQL pool opens at most (a process has two: API and dispatcher thread). */
+  pgPoolSize: number;
+  /** PostgreSQL statement_timeout of every pooled connection, in ms; 0 leaves the server's own setting. */
+  pgStatementTimeoutMs: number;
   /** When set, accepted as an admin bearer token besides the keys stored in the database. */
   apiKey: string | null;
   ssrfAllow: Cidr[];
@@ -51,7 +58,7 @@ const boolean: Parser<boolean> = (raw, setting) => {
 const text: Parser<string> = (raw) => raw;
 
 const databaseUrl: Parser<string> = (raw, setting) => {
-  if (raw.startsWith('sqlite:') || raw.startsWith('postgres://') || raw.startsWith('postgresql://')) return raw;
+  if (raw.startsWith('sqlite:') || isPostgresUrl(raw)) return raw;
   throw new ConfigError(setting, `expected sqlite:<path> or postgres://..., got "${raw}"`);
 };
 
@@ -98,7 +105,10 @@ const setting = <K extends keyof HookrelayConfig>(s: Setting<K>): Setting<K> => 
 export const SETTINGS = [
   setting({ key: 'port', env: 'PORT', parse: integer(0, 65535), default: 8080, doc: 'HTTP port of the API' }),
   setting({ key: 'host', env: 'HOST', parse: text, default: '127.0.0.1', doc: 'Interface the API listens on' }),
-  setting({ key: 'databaseUrl', env: 'HOOKRELAY_DATABASE_URL', parse: databaseUrl, default: 'sqlite:./data/hookrelay.db', doc: 'sqlite:<path> (postgres:// is planned)' }),
+  setting({ key: 'databaseUrl', env: 'HOOKRELAY_DATABASE_URL', parse: databaseUrl, default: 'sqlite:./data/hookrelay.db', doc: 'sqlite:<path> or postgres://user:password@host:port/database' }),
+  setting({ key: 'dataDir', env: 'HOOKRELAY_DATA_DIR', parse: text, default: null, doc: 'Directory of the master key and the first API key (default: the SQLite file\'s directory, or ./data with PostgreSQL)' }),
+  setting({ key: 'pgPoolSize', env: 'HOOKRELAY_PG_POOL_SIZE', parse: integer(1, 1000), default: 10, doc: 'PostgreSQL connections per pool at most (the API and the dispatcher thread have one each)' }),
+  setting({ key: 'pgStatementTimeoutMs', env: 'HOOKRELAY_PG_STATEMENT_TIMEOUT', parse: duration, default: 30_000, doc: 'PostgreSQL statement_timeout of every connection (30s); 0 leaves the server\'s own setting' }),
   setting({ key: 'apiKey', env: 'HOOKRELAY_API_KEY', parse: text, default: null, doc: 'Extra admin bearer token for automation' }),
   setting({ key: 'ssrfAllow', env: 'HOOKRELAY_SSRF_ALLOW', parse: parseCidrList, default: [], doc: 'CIDRs deliveries may reach despite the SSRF guard, e.g. 127.0.0.1/32,::1/128' }),
   setting({ key: 'requireHttps', env: 'HOOKRELAY_REQUIRE_HTTPS', parse: boolean, default: false, doc: 'Refuse endpoint URLs that are not https' }),
@@ -154,4 +164,18 @@ function readConfigFile(path: string | undefined): Record<string, unknown> {
 /** The SQLite file path from `sqlite:<path>`; `sqlite::memory:` is allowed for tests. */
 export function sqlitePath(databaseUrl: string): string {
   return databaseUrl.slice('sqlite:'.length);
+}
+
+export function isPostgresUrl(databaseUrl: string): boolean {
+  return databaseUrl.startsWith('postgres://') || databaseUrl.startsWith('postgresql://');
+}
+
+/**
+ * The data directory: the master key and the first API key live there. HOOKRELAY_DATA_DIR, or else
+ * the SQLite file's directory, or ./data (PostgreSQL, or an in-memory SQLite database).
+ */
+export function dataDirectory(config: Pick<HookrelayConfig, 'databaseUrl' | 'dataDir'>): string {
+  if (config.dataDir !== null) return config.dataDir;
+  const path = isPostgresUrl(config.databaseUrl) ? null : sqlitePath(config.databaseUrl);
+  return path === null || path === ':memory:' ? join(process.cwd(), 'data') : dirname(path);
 }

@@ -1,7 +1,7 @@
 /**
  * Entry point of the dispatcher's worker thread. better-sqlite3 calls are synchronous, so the
  * dispatcher gets its own thread and connection: its claims and writes never block the API's
- * event loop, and the second core is used.
+ * event loop, and the second core is used. On PostgreSQL it gets its own pool likewise.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { HookrelayConfig } from '../config/config.js';
@@ -14,7 +14,12 @@ import type { FromHost, ToHost } from './thread-messages.js';
 const { config, masterKey } = workerData as { config: HookrelayConfig; masterKey: string };
 const port = parentPort!;
 const logger = createLogger(config.logLevel, 'dispatcher');
-const storage = openStorage({ databaseUrl: config.databaseUrl, syncCommit: config.syncCommit, secretBox: new SecretBox(Buffer.from(masterKey, 'base64')), migrate: false });
+const storage = await openStorage({
+  database: config,
+  secretBox: new SecretBox(Buffer.from(masterKey, 'base64')),
+  migrate: false,
+  onIdleError: (error) => logger.warn({ err: error }, 'an idle database connection failed; it will be replaced'),
+});
 const send = (message: ToHost) => port.postMessage(message);
 const running = startDispatcher(config, storage, logger, (change) => send({ type: 'capacity', change }));
 

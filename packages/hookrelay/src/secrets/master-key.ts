@@ -5,9 +5,10 @@ import { ConfigError } from '../config/config-error.js';
 
 /**
  * The master key from configuration, or else from `keyFile`, created on first start with
- * owner-only permissions. Losing this file makes stored endpoint secrets unreadable: back it up.
+ * owner-only permissions (then `onCreated` is told, to say so loudly). Losing this file makes
+ * stored endpoint secrets unreadable: back it up.
  */
-export function loadMasterKey(configured: string | null, keyFile: string): Buffer {
+export function loadMasterKey(configured: string | null, keyFile: string, onCreated?: (keyFile: string) => void): Buffer {
   if (configured) return Buffer.from(configured, 'base64');
   if (existsSync(keyFile)) {
     const key = Buffer.from(readFileSync(keyFile, 'utf8').trim(), 'base64');
@@ -18,5 +19,6 @@ export function loadMasterKey(configured: string | null, keyFile: string): Buffe
   const key = randomBytes(32);
   writeFileSync(keyFile, key.toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
   chmodSync(keyFile, 0o600);
+  onCreated?.(keyFile);
   return key;
 }

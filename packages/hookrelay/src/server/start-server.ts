@@ -1,9 +1,9 @@
-import { dirname, join } from 'node:path';
-import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, Registry } from 'prom-client';
-import { sqlitePath, type HookrelayConfig } from '../config/config.js';
+import { dataDirectory, isPostgresUrl, sqlitePath, type HookrelayConfig } from '../config/config.js';
 import { loadMasterKey } from '../secrets/master-key.js';
 import { SecretBox } from '../secrets/secret-box.js';
 import { openStorage } from '../storage/open-storage.js';
@@ -29,26 +29,32 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** The data directory: where the SQLite file, the master key and the first API key live. */
-export function dataDirectory(config: HookrelayConfig): string {
-  const path = sqlitePath(config.databaseUrl);
-  return path === ':memory:' ? join(process.cwd(), 'data') : dirname(path);
-}
-
 /**
  * Starts the whole platform in this process: storage (migrated), the dispatcher (in a worker
  * thread unless disabled), and the HTTP API listening on config.host:config.port.
  */
 export async function startServer(config: HookrelayConfig, logger: Logger = createLogger(config.logLevel, 'api')): Promise<RunningServer> {
   const dataDir = dataDirectory(config);
-  const masterKey = loadMasterKey(config.masterKey, join(dataDir, 'master.key'));
-  const storage = openStorage({ databaseUrl: config.databaseUrl, syncCommit: config.syncCommit, secretBox: new SecretBox(masterKey) });
+  const masterKey = loadMasterKey(config.masterKey, join(dataDir, 'master.key'), (file) =>
+    logger.warn(
+      { file },
+      isPostgresUrl(config.databaseUrl)
+        ? 'generated a new master key; every process sharing this PostgreSQL database must use this same key (set HOOKRELAY_MASTER_KEY to its contents), or the endpoint secrets one writes are unreadable to the others. Back it up'
+        : 'generated a new master key; back it up: without it the stored endpoint secrets are unreadable',
+    ),
+  );
+  const storage = await openStorage({
+    database: config,
+    secretBox: new SecretBox(masterKey),
+    onIdleError: (error) => logger.warn({ err: error }, 'an idle database connection failed; it will be replaced'),
+  });
   const initialApiKey = await bootstrapApiKey(config, storage, dataDir, logger);
-  const databasePath = sqlitePath(config.databaseUrl);
-  const checkpointer: Checkpointer | null = databasePath === ':memory:' ? null : startCheckpointer(databasePath);
+  // The WAL checkpointer is SQLite's alone; PostgreSQL checkpoints by itself.
+  const databasePath = storage.engine === 'sqlite' ? sqlitePath(config.databaseUrl) : null;
+  const checkpointer: Checkpointer | null = databasePath === null || databasePath === ':memory:' ? null : startCheckpointer(databasePath);
 
   // An in-memory database is private to its connection, so the dispatcher must share this one.
-  const inThread = config.dispatcherThread && sqlitePath(config.databaseUrl) !== ':memory:';
+  const inThread = config.dispatcherThread && databasePath !== ':memory:';
   let reportFailure: (error: Error) => void = () => {};
   const failed = new Promise<Error>((resolve) => (reportFailure = resolve));
   const dispatcher: DispatcherHandle = inThread
@@ -117,6 +123,8 @@ async function bootstrapApiKey(config: HookrelayConfig, storage: Storage, dataDi
   const key = generateApiKey();
   await storage.apiKeys.create('initial', hashApiKey(key));
   const file = join(dataDir, 'initial-api-key');
+  // With PostgreSQL nothing else has created the data directory (the master key may come from the environment).
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   writeFileSync(file, key + '\n', { mode: 0o600 });
   logger.warn({ file }, 'created the first API key; it is stored hashed, and its only plain copy is this file');
   return key;

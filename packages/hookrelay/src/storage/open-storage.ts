@@ -2,6 +2,8 @@ import { sql, type Kysely } from 'kysely';
 import type { Database } from './db-schema.js';
 import type { Storage } from './storage.js';
 import { createSqliteKysely, migrateSqlite, openSqliteConnection } from './sqlite/open-sqlite.js';
+import { createPostgresKysely, createPostgresPool, migratePostgres } from './postgres/open-postgres.js';
+import { PostgresDeliveryStore } from './postgres/postgres-delivery-store.js';
 import { KyselyApplicationStore } from './stores/application-store.js';
 import { KyselyEndpointStore } from './stores/endpoint-store.js';
 import { KyselyEventTypeStore } from './stores/event-type-store.js';
@@ -11,30 +13,77 @@ import { KyselyDeliveryStore } from './stores/delivery-store.js';
 import { KyselyIngestStore } from './stores/ingest-store.js';
 import { KyselyApiKeyStore } from './stores/api-key-store.js';
 import { KyselyIdempotencyStore } from './stores/idempotency-store.js';
-import { sqlitePath } from '../config/config.js';
+import { isPostgresUrl, sqlitePath, type HookrelayConfig } from '../config/config.js';
 import type { SecretBox } from '../secrets/secret-box.js';
-import { HookrelayError } from '../core/errors.js';
+
+/** The settings that say which database to open and how. */
+export type DatabaseSettings = Pick<HookrelayConfig, 'databaseUrl' | 'syncCommit' | 'pgPoolSize' | 'pgStatementTimeoutMs'>;
 
 export interface OpenStorageOptions {
-  databaseUrl: string;
-  syncCommit: boolean;
+  database: DatabaseSettings;
   secretBox: SecretBox;
-  /** Apply pending migrations first (the default); a worker opening an already-migrated file skips it. */
+  /** Apply pending migrations first (the default); a dispatcher thread opening a migrated database skips it. */
   migrate?: boolean;
+  /** PostgreSQL: a pooled connection failed while idle (it is replaced); worth a log line. */
+  onIdleError?: (error: Error) => void;
 }
 
 /** The one place that picks a storage engine from the database URL. */
-export function openStorage(options: OpenStorageOptions): Storage {
-  if (!options.databaseUrl.startsWith('sqlite:')) {
-    throw new HookrelayError('unavailable', 'PostgreSQL storage is not available yet; use sqlite:<path>');
+export async function openStorage(options: OpenStorageOptions): Promise<Storage> {
+  const { database } = options;
+  if (isPostgresUrl(database.databaseUrl)) {
+    const pool = createPostgresPool({
+      url: database.databaseUrl,
+      poolSize: database.pgPoolSize,
+      statementTimeoutMs: database.pgStatementTimeoutMs,
+      ...(options.onIdleError ? { onIdleError: options.onIdleError } : {}),
+    });
+    try {
+      if (options.migrate !== false) await migratePostgres(pool);
+    } catch (error) {
+      await pool.end();
+      throw error;
+    }
+    return assembleStorage('postgres', createPostgresKysely(pool), options.secretBox, async () => {
+      if (!pool.ended) await pool.end();
+    });
   }
-  const connection = openSqliteConnection({ path: sqlitePath(options.databaseUrl), syncCommit: options.syncCommit });
-  if (options.migrate !== false) migrateSqlite(connection);
-  const db = createSqliteKysely(connection);
-  return assembleStorage('sqlite', db, options.secretBox);
+  const connection = openSqliteConnection({ path: sqlitePath(database.databaseUrl), syncCommit: database.syncCommit });
+  try {
+    if (options.migrate !== false) await migrateSqlite(connection);
+  } catch (error) {
+    connection.close();
+    throw error;
+  }
+  return assembleStorage('sqlite', createSqliteKysely(connection), options.secretBox, async () => {
+    if (connection.open) connection.close();
+  });
 }
 
-export function assembleStorage(engine: Storage['engine'], db: Kysely<Database>, secretBox: SecretBox): Storage {
+/** Applies pending migrations to the configured database and closes it (`hookrelay migrate`). */
+export async function migrateDatabase(database: DatabaseSettings): Promise<number[]> {
+  if (isPostgresUrl(database.databaseUrl)) {
+    const pool = createPostgresPool({ url: database.databaseUrl, poolSize: 1, statementTimeoutMs: database.pgStatementTimeoutMs });
+    try {
+      return await migratePostgres(pool);
+    } finally {
+      await pool.end();
+    }
+  }
+  const connection = openSqliteConnection({ path: sqlitePath(database.databaseUrl), syncCommit: true });
+  try {
+    return await migrateSqlite(connection);
+  } finally {
+    connection.close();
+  }
+}
+
+/**
+ * The stores over one Kysely instance. `release` closes the connection or pool underneath: Kysely
+ * only destroys a driver it has used, and migrations (or nothing at all) may have been all that
+ * ran on it, which would leave a pool holding the process open.
+ */
+export function assembleStorage(engine: Storage['engine'], db: Kysely<Database>, secretBox: SecretBox, release: () => Promise<void>): Storage {
   return {
     engine,
     applications: new KyselyApplicationStore(db),
@@ -42,7 +91,8 @@ export function assembleStorage(engine: Storage['engine'], db: Kysely<Database>,
     eventTypes: new KyselyEventTypeStore(db),
     messages: new KyselyMessageStore(db),
     attempts: new KyselyAttemptStore(db),
-    deliveries: new KyselyDeliveryStore(db, secretBox),
+    // Claims are the one query each engine runs its own way (see postgres-delivery-store.ts).
+    deliveries: engine === 'postgres' ? new PostgresDeliveryStore(db, secretBox) : new KyselyDeliveryStore(db, secretBox),
     ingest: new KyselyIngestStore(db),
     apiKeys: new KyselyApiKeyStore(db),
     idempotency: new KyselyIdempotencyStore(db),
@@ -51,6 +101,7 @@ export function assembleStorage(engine: Storage['engine'], db: Kysely<Database>,
     },
     async close() {
       await db.destroy();
+      await release();
     },
   };
 }

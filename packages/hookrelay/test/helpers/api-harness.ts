@@ -1,16 +1,12 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/api/build-app.js';
 import { loadConfig, type HookrelayConfig } from '../../src/config/config.js';
 import { MessageIngestor, type MessageAccepter } from '../../src/ingest/message-ingestor.js';
 import { SecretBox } from '../../src/secrets/secret-box.js';
-import type BetterSqlite3 from 'better-sqlite3';
-import { assembleStorage } from '../../src/storage/open-storage.js';
-import { createSqliteKysely, migrateSqlite, openSqliteConnection } from '../../src/storage/sqlite/open-sqlite.js';
+import { openStorage } from '../../src/storage/open-storage.js';
 import type { Storage } from '../../src/storage/storage.js';
+import { createTestDatabase, type TestDatabase, type TestEngine } from './test-database.js';
 
 export const ADMIN_KEY = 'test-admin-key-0123456789';
 
@@ -32,44 +28,43 @@ export interface RequestOptions {
 
 export interface Harness {
   url: string;
-  dir: string;
-  dbPath: string;
+  /** The harness's own database (SQLite file or PostgreSQL database); `dump()` reads it. */
+  database: TestDatabase;
   app: FastifyInstance;
   storage: Storage;
-  /** The SQLite connection under `storage` (closing it makes the database stop answering). */
-  connection: BetterSqlite3.Database;
   config: HookrelayConfig;
   /** How many times the API woke the dispatcher. */
   wakes: number;
   request(method: string, path: string, options?: RequestOptions): Promise<ApiResponse>;
-  /** Stops the server and closes storage; the directory is kept when `keepDir` (to reopen it). */
-  close(options?: { keepDir?: boolean }): Promise<void>;
+  /** Closes the connection (SQLite) or pool (PostgreSQL) under `storage`: the database stops answering. */
+  disconnect(): Promise<void>;
+  /** Stops the server and closes storage; the database is dropped unless `keepDatabase` (to reopen it). */
+  close(options?: { keepDatabase?: boolean }): Promise<void>;
 }
 
 export interface HarnessOptions {
-  /** Reuse a directory from a previous harness (same database file). */
-  dir?: string;
+  /** 'sqlite' unless told; ignored when `database` is given. */
+  engine?: TestEngine;
+  /** Reuse the database of a previous harness closed with keepDatabase. */
+  database?: TestDatabase;
   config?: Partial<HookrelayConfig>;
   /** Wraps the real ingestor, e.g. to inject a failure. */
   wrapMessages?: (real: MessageAccepter) => MessageAccepter;
 }
 
-/** A fixed test master key, so a harness reopened on the same directory can read its secrets. */
+/** A fixed test master key, so a harness reopened on the same database can read its secrets. */
 const MASTER_KEY = createHash('sha256').update('hookrelay api tests').digest();
 
 /**
- * The real API over a real SQLite file in a temp directory, listening on 127.0.0.1 with an
- * ephemeral port, with the real storage and ingestor. Nothing is mocked except the dispatcher,
- * whose wake-ups are counted.
+ * The real API over a real database of its own (a SQLite file in a temp directory, or a fresh
+ * PostgreSQL database), listening on 127.0.0.1 with an ephemeral port, with the real storage and
+ * ingestor. Nothing is mocked except the dispatcher, whose wake-ups are counted.
  */
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
-  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'hookrelay-api-'));
-  const dbPath = join(dir, 'hookrelay.db');
-  const config = loadConfig({}, { databaseUrl: `sqlite:${dbPath}`, apiKey: ADMIN_KEY, ...options.config });
-  // What openStorage does, keeping hold of the connection.
-  const connection = openSqliteConnection({ path: dbPath, syncCommit: false });
-  migrateSqlite(connection);
-  const storage = assembleStorage('sqlite', createSqliteKysely(connection), new SecretBox(MASTER_KEY));
+  const database = options.database ?? (await createTestDatabase(options.engine ?? 'sqlite'));
+  const config = loadConfig({}, { databaseUrl: database.url, dataDir: database.dir, apiKey: ADMIN_KEY, ...options.config });
+  const storage = await openStorage({ database: config, secretBox: new SecretBox(MASTER_KEY) });
+  let disconnected = false;
   const harness = {
     wakes: 0,
   } as Harness;
@@ -95,11 +90,9 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
 
   return Object.assign(harness, {
     url,
-    dir,
-    dbPath,
+    database,
     app,
     storage,
-    connection,
     config,
     async request(method: string, path: string, opts: RequestOptions = {}): Promise<ApiResponse> {
       const headers: Record<string, string> = { ...opts.headers };
@@ -118,23 +111,14 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       if (text.length > 0 && (response.headers.get('content-type') ?? '').includes('json')) parsed = JSON.parse(text);
       return { status: response.status, headers: response.headers, text, body: parsed };
     },
-    async close(closeOptions: { keepDir?: boolean } = {}): Promise<void> {
-      await app.close();
+    async disconnect(): Promise<void> {
+      disconnected = true;
       await storage.close();
-      if (!closeOptions.keepDir) rmSync(dir, { recursive: true, force: true });
+    },
+    async close(closeOptions: { keepDatabase?: boolean } = {}): Promise<void> {
+      await app.close();
+      if (!disconnected) await storage.close();
+      if (!closeOptions.keepDatabase) await database.drop();
     },
   });
-}
-
-/** Every row of every table, read through a separate connection (WAL lets it read while the API runs). */
-export function dumpDatabase(dbPath: string): Record<string, unknown[]> {
-  const connection = openSqliteConnection({ path: dbPath, syncCommit: false });
-  try {
-    const tables = (connection.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as { name: string }[]).map((t) => t.name);
-    const dump: Record<string, unknown[]> = {};
-    for (const table of tables) dump[table] = connection.prepare(`SELECT * FROM "${table}" ORDER BY rowid`).all();
-    return dump;
-  } finally {
-    connection.close();
-  }
 }

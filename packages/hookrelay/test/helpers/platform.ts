@@ -1,15 +1,14 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { loadConfig, type HookrelayConfig } from '../../src/config/config.js';
 import { startServer, type RunningServer } from '../../src/server/start-server.js';
 import { parseCidrList } from '../../src/transport/ssrf/cidr.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { createTestDatabase, type TestDatabase, type TestEngine } from './test-database.js';
 
 export interface TestPlatform {
   server: RunningServer;
   config: HookrelayConfig;
-  dataDir: string;
+  /** Its own database, dropped on close; `database.dir` is the data directory. */
+  database: TestDatabase;
   token: string;
   /** Calls the API with the admin token; returns status and parsed JSON (or null). */
   api<T = any>(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: T }>;
@@ -18,18 +17,31 @@ export interface TestPlatform {
 
 export const TEST_TOKEN = 'test-admin-token';
 
+export interface TestPlatformOptions extends Partial<HookrelayConfig> {
+  /** 'sqlite' unless told. */
+  engine?: TestEngine;
+}
+
 /**
- * The whole platform in this process, on a real SQLite file in a temp directory, on an ephemeral
- * port, with loopback allowed for deliveries (test receivers live on 127.0.0.1).
+ * The whole platform in this process, on a database of its own (a SQLite file in a temp directory,
+ * or a fresh PostgreSQL database), on an ephemeral port, with loopback allowed for deliveries
+ * (test receivers live on 127.0.0.1).
  */
-export async function startTestPlatform(overrides: Partial<HookrelayConfig> = {}, env: NodeJS.ProcessEnv = {}): Promise<TestPlatform> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'hookrelay-test-'));
+export async function startTestPlatform(options: TestPlatformOptions = {}, env: NodeJS.ProcessEnv = {}): Promise<TestPlatform> {
+  const { engine = 'sqlite', ...overrides } = options;
+  const database = await createTestDatabase(engine);
   const config = {
-    ...loadConfig({ HOOKRELAY_DATABASE_URL: `sqlite:${join(dataDir, 'hookrelay.db')}`, PORT: '0', HOOKRELAY_API_KEY: TEST_TOKEN, HOOKRELAY_LOG_LEVEL: 'silent', ...env }),
+    ...loadConfig({ HOOKRELAY_DATABASE_URL: database.url, HOOKRELAY_DATA_DIR: database.dir, PORT: '0', HOOKRELAY_API_KEY: TEST_TOKEN, HOOKRELAY_LOG_LEVEL: 'silent', ...env }),
     ssrfAllow: parseCidrList('127.0.0.1/32,::1/128', 'HOOKRELAY_SSRF_ALLOW'),
     ...overrides,
   };
-  const server = await startServer(config, createLogger(config.logLevel, 'test'));
+  let server: RunningServer;
+  try {
+    server = await startServer(config, createLogger(config.logLevel, 'test'));
+  } catch (error) {
+    await database.drop();
+    throw error;
+  }
   const api = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
     const response = await fetch(server.url + path, {
       method,
@@ -42,12 +54,12 @@ export async function startTestPlatform(overrides: Partial<HookrelayConfig> = {}
   return {
     server,
     config,
-    dataDir,
+    database,
     token: TEST_TOKEN,
     api,
     async close() {
       await server.close();
-      rmSync(dataDir, { recursive: true, force: true });
+      await database.drop();
     },
   };
 }

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { HookrelayError, type ValidationIssue } from '../../core/errors.js';
+import { isUnstorableText } from '../../storage/stores/constraint-violation.js';
 import type { RouteTable } from './route-table.js';
 
 /** Fastify's name for each request part, as Svix's `loc` spells it. */
@@ -43,6 +44,7 @@ function decodePointer(segment: string): string {
 /** Maps any error to `{code, detail}`. Only HookrelayErrors and Fastify's own 4xx errors say what went wrong. */
 export function toApiError(error: unknown): HookrelayError {
   if (error instanceof HookrelayError) return error;
+  if (isUnstorableText(error)) return new HookrelayError('bad_request', 'Text fields cannot contain the NUL character (U+0000)');
   const fastifyError = error as Partial<FastifyError> & { validation?: AjvIssue[]; validationContext?: string };
   if (Array.isArray(fastifyError.validation)) {
     return new HookrelayError('validation', validationIssues(fastifyError.validationContext ?? 'body', fastifyError.validation));

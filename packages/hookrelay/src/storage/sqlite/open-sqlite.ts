@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
 import type { Database } from '../db-schema.js';
+import { runMigrations, type MigrationConnection } from '../migrations/run-migrations.js';
 import { SQLITE_MIGRATIONS } from './migrations/index.js';
 
 export interface SqliteOptions {
@@ -67,18 +68,10 @@ export function createSqliteKysely(connection: BetterSqlite3.Database): Kysely<D
  * Applies pending migrations inside BEGIN IMMEDIATE, which takes SQLite's write lock first: two
  * processes starting together serialise here and the second sees the first one's work.
  */
-export function migrateSqlite(connection: BetterSqlite3.Database): number[] {
-  connection.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
-  const applied: number[] = [];
-  const run = connection.transaction(() => {
-    const done = new Set((connection.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version));
-    for (const migration of SQLITE_MIGRATIONS) {
-      if (done.has(migration.version)) continue;
-      connection.exec(migration.up);
-      connection.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(migration.version, migration.name, Date.now());
-      applied.push(migration.version);
-    }
-  });
-  run.immediate();
-  return applied;
+export function migrateSqlite(connection: BetterSqlite3.Database): Promise<number[]> {
+  const adapter: MigrationConnection = {
+    exec: async (script) => void connection.exec(script),
+    query: async (sql) => connection.prepare(sql).all() as Record<string, unknown>[],
+  };
+  return runMigrations(adapter, SQLITE_MIGRATIONS, ['BEGIN IMMEDIATE']);
 }

@@ -7,6 +7,8 @@ import { HookrelayError, notFound } from '../../core/errors.js';
  */
 const UNIQUE_CODES = new Set(['SQLITE_CONSTRAINT_UNIQUE', 'SQLITE_CONSTRAINT_PRIMARYKEY', '23505']);
 const FOREIGN_KEY_CODES = new Set(['SQLITE_CONSTRAINT_FOREIGNKEY', '23503']);
+/** PostgreSQL text cannot hold U+0000 (22021); SQLite stores it, so only PostgreSQL raises these. */
+const UNSTORABLE_TEXT_CODES = new Set(['22021', '22P05']);
 
 function codeOf(error: unknown): unknown {
   return typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
@@ -18,6 +20,11 @@ export function isUniqueViolation(error: unknown): boolean {
 
 export function isForeignKeyViolation(error: unknown): boolean {
   return FOREIGN_KEY_CODES.has(codeOf(error) as string);
+}
+
+/** The database refused a string it cannot store (PostgreSQL and the NUL character): the client's input, not a fault. */
+export function isUnstorableText(error: unknown): boolean {
+  return UNSTORABLE_TEXT_CODES.has(codeOf(error) as string);
 }
 
 /**

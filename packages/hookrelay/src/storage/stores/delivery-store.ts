@@ -8,6 +8,20 @@ import type { SecretBox } from '../../secrets/secret-box.js';
 /** How many due rows a claim looks at per row it may take, so per-endpoint caps can still fill a batch. */
 const SCAN_FACTOR = 4;
 
+/** Keeps at most `perEndpoint` candidates per endpoint, in order, so one busy endpoint cannot fill the batch. */
+export function pickPerEndpoint(candidates: readonly { id: number; endpoint_id: string }[], limit: number, perEndpoint: number): number[] {
+  const picked: number[] = [];
+  const perEndpointCount = new Map<string, number>();
+  for (const row of candidates) {
+    const count = perEndpointCount.get(row.endpoint_id) ?? 0;
+    if (count >= perEndpoint) continue;
+    perEndpointCount.set(row.endpoint_id, count + 1);
+    picked.push(row.id);
+    if (picked.length >= limit) break;
+  }
+  return picked;
+}
+
 export class KyselyDeliveryStore implements DeliveryStore {
   readonly #db: Kysely<Database>;
   readonly #secretBox: SecretBox;
@@ -20,11 +34,24 @@ export class KyselyDeliveryStore implements DeliveryStore {
   }
 
   async claimDue(now: number, leaseMs: number, limit: number, perEndpoint: number, skipEndpoints: readonly string[]): Promise<ClaimedDelivery[]> {
-    // Walk the partial index deliveries_due in due order (a covering read), keep at most
-    // `perEndpoint` per endpoint so one busy endpoint cannot fill the batch, then take the picked
-    // rows. The UPDATE re-checks that each row is still due, so a concurrent claimer that got there
-    // first (its lease moved next_attempt_at into the future) is never overridden.
-    let due = this.#db
+    // The UPDATE re-checks that each picked row is still due, so a concurrent claimer that got
+    // there first (its lease moved next_attempt_at into the future) is never overridden.
+    const candidates = await this.dueCandidates(this.#db, now, limit, skipEndpoints).execute();
+    const picked = pickPerEndpoint(candidates, limit, perEndpoint);
+    return picked.length === 0 ? [] : this.leasePicked(this.#db, picked, now, leaseMs);
+  }
+
+  /** The database, for engine subclasses that claim inside their own transaction. */
+  protected get db(): Kysely<Database> {
+    return this.#db;
+  }
+
+  /**
+   * Due rows in due order, walking the partial index deliveries_due (a covering read), several
+   * per row a claim may take so that per-endpoint caps can still fill the batch.
+   */
+  protected dueCandidates(db: Kysely<Database>, now: number, limit: number, skipEndpoints: readonly string[]) {
+    let due = db
       .selectFrom('deliveries')
       .select(['id', 'endpoint_id'])
       .where('status', '=', DeliveryStatus.Pending)
@@ -32,19 +59,13 @@ export class KyselyDeliveryStore implements DeliveryStore {
       .orderBy('next_attempt_at')
       .limit(limit * SCAN_FACTOR);
     if (skipEndpoints.length > 0) due = due.where('endpoint_id', 'not in', skipEndpoints);
-    const candidates = await due.execute();
-    const picked: number[] = [];
-    const perEndpointCount = new Map<string, number>();
-    for (const row of candidates) {
-      const count = perEndpointCount.get(row.endpoint_id) ?? 0;
-      if (count >= perEndpoint) continue;
-      perEndpointCount.set(row.endpoint_id, count + 1);
-      picked.push(row.id);
-      if (picked.length >= limit) break;
-    }
-    if (picked.length === 0) return [];
+    return due;
+  }
+
+  /** Leases the picked rows that are still due: their next attempt moves to now + leaseMs under a fresh token. */
+  protected async leasePicked(db: Kysely<Database>, picked: readonly number[], now: number, leaseMs: number): Promise<ClaimedDelivery[]> {
     const leaseToken = randomUUID();
-    const rows = await this.#db
+    const rows = await db
       .updateTable('deliveries')
       .set({ next_attempt_at: now + leaseMs, lease_token: leaseToken, updated_at: now })
       .where('id', 'in', picked)

@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it, test } from 'node:test';
+import { Client } from 'pg';
+import { loadConfig } from '../src/config/config.js';
+import { newId } from '../src/core/ids.js';
+import { SecretBox } from '../src/secrets/secret-box.js';
+import { generateEndpointSecret } from '../src/signing/endpoint-secret.js';
+import { migrateDatabase, openStorage } from '../src/storage/open-storage.js';
+import { createPostgresPool } from '../src/storage/postgres/open-postgres.js';
+import { startHarness } from './helpers/api-harness.js';
+import { freePort, spawnServer } from './helpers/server-process.js';
+import { createTestDatabase, POSTGRES_SKIP_REASON, TEST_POSTGRES_URL, type TestDatabase } from './helpers/test-database.js';
+import { waitFor } from './helpers/wait-for.js';
+
+/**
+ * What only PostgreSQL has: several processes migrating and claiming at once, pooled connections,
+ * and `hookrelay` run against a server. Everything both engines share is in the conformance suites
+ * (storage-conformance, api-*, delivery-*, ...), which run once per engine. Without a server this
+ * file reports one skipped suite, saying why, and that covers the PostgreSQL half of those too.
+ */
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const SECRET_BOX = new SecretBox(createHash('sha256').update('postgres engine').digest());
+
+// A skipped test (not a skipped suite), so that the run's summary counts it among the skipped.
+if (!TEST_POSTGRES_URL) test('PostgreSQL engine, and the PostgreSQL half of every conformance suite', { skip: POSTGRES_SKIP_REASON }, () => {});
+else describe('PostgreSQL engine', () => {
+  let database: TestDatabase;
+  before(async () => {
+    database = await createTestDatabase('postgres');
+  });
+  after(async () => {
+    await database?.drop();
+  });
+
+  it('processes starting together apply each migration once, serialised by the advisory lock', async () => {
+    const fresh = await createTestDatabase('postgres');
+    try {
+      const settings = loadConfig({}, { databaseUrl: fresh.url });
+      const results = await Promise.all(Array.from({ length: 6 }, () => migrateDatabase(settings)));
+      assert.deepEqual(results.flat(), [1], 'one migrator applied version 1; the others found it done');
+      const rows = (await fresh.dump())['schema_migrations'] as { version: number; name: string }[];
+      assert.deepEqual(rows.map((r) => [r.version, r.name]), [[1, 'initial']]);
+    } finally {
+      await fresh.drop();
+    }
+  });
+
+  it('`hookrelay migrate` applies the schema, then finds it up to date', () => {
+    const env = { ...process.env, HOOKRELAY_DATABASE_URL: database.url, HOOKRELAY_DATA_DIR: database.dir, HOOKRELAY_LOG_LEVEL: 'warn' };
+    const first = spawnSync(process.execPath, [CLI, 'migrate'], { env, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(first.status, 0, first.stderr);
+    assert.match(first.stdout, /applied migrations: 1/);
+    const second = spawnSync(process.execPath, [CLI, 'migrate'], { env, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(second.status, 0, second.stderr);
+    assert.match(second.stdout, /up to date/);
+  });
+
+  it('a claim passes over rows another transaction holds, without waiting for it (FOR UPDATE SKIP LOCKED)', async () => {
+    const storage = await openStorage({ database: loadConfig({}, { databaseUrl: database.url }), secretBox: SECRET_BOX });
+    const holder = new Client({ connectionString: database.url });
+    await holder.connect();
+    try {
+      const app = await storage.applications.create({ name: 'locks', uid: null, rateLimit: null, metadata: {} });
+      await storage.endpoints.create(app.id, { url: 'https://example.com/locks', uid: null, description: '', disabled: false, filterTypes: null, channels: null, rateLimit: null, metadata: {}, version: 1 }, {}, generateEndpointSecret());
+      const now = Date.now();
+      const items = Array.from({ length: 10 }, (_, i) => ({ message: { id: newId('msg', now + i), appId: app.id, eventType: 'a.b', eventId: null, payload: '{}', channels: null, tags: null, createdAt: now + i }, idempotency: null }));
+      await storage.ingest.acceptBatch(items, (endpoints) => endpoints);
+
+      // Another claimer (here a bare transaction) holds the four oldest due rows.
+      await holder.query('BEGIN');
+      const held = (await holder.query<{ id: number }>('SELECT id FROM deliveries ORDER BY next_attempt_at LIMIT 4 FOR UPDATE')).rows.map((r) => Number(r.id));
+      const claim = storage.deliveries.claimDue(now + 100, 60_000, 100, 100, []);
+      const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the claim waited for the other transaction')), 5_000).unref());
+      const claimed = await Promise.race([claim, timeout]);
+      assert.equal(claimed.length, 6);
+      assert.ok(claimed.every((c) => !held.includes(c.deliveryId)), 'no held row was claimed');
+      await holder.query('COMMIT');
+      const rest = await storage.deliveries.claimDue(now + 100, 60_000, 100, 100, []);
+      assert.deepEqual(rest.map((c) => c.deliveryId).sort(), [...held].sort(), 'once released, the held rows are claimed');
+    } finally {
+      await holder.end();
+      await storage.close();
+    }
+  });
+
+  it('text PostgreSQL cannot store (the NUL character) is refused as bad input, not a 500', async () => {
+    const h = await startHarness({ engine: 'postgres' });
+    try {
+      const res = await h.request('POST', '/api/v1/app', { body: { name: 'nul \u0000 inside' } });
+      assert.equal(res.status, 400, res.text);
+      assert.equal(res.body.code, 'bad_request');
+      const app = await h.request('POST', '/api/v1/app', { body: { name: 'fine' } });
+      const msg = await h.request('POST', `/api/v1/app/${app.body.id}/msg`, { body: { eventType: 'a.b', payload: { text: 'nul \u0000 inside' } } });
+      assert.equal(msg.status, 202, 'a payload keeps it: payloads are stored as serialized JSON, where it is escaped');
+      assert.equal((await h.request('GET', `/api/v1/app/${app.body.id}/msg/${msg.body.id}`)).body.payload.text, 'nul \u0000 inside');
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('pooled connections carry the statement timeout, and one dropped while idle is replaced', async () => {
+    const idleErrors: Error[] = [];
+    const pool = createPostgresPool({ url: database.url, poolSize: 2, statementTimeoutMs: 300, onIdleError: (error) => idleErrors.push(error) });
+    try {
+      assert.equal((await pool.query<{ statement_timeout: string }>('SHOW statement_timeout')).rows[0]!.statement_timeout, '300ms');
+      await assert.rejects(pool.query('SELECT pg_sleep(5)'), (error: unknown) => (error as { code?: string }).code === '57014', 'canceled by statement_timeout');
+      const { pid } = (await pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!;
+      const admin = new Client({ connectionString: database.url });
+      await admin.connect();
+      await admin.query('SELECT pg_terminate_backend($1)', [pid]);
+      await admin.end();
+      await waitFor('the pool to notice the dropped connection', () => idleErrors.length > 0);
+      assert.equal((await pool.query<{ one: number }>('SELECT 1 AS one')).rows[0]!.one, 1, 'the pool opened a fresh connection');
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('`hookrelay serve` on PostgreSQL keeps its files in HOOKRELAY_DATA_DIR and warns that the master key must be shared', async (t) => {
+    const fresh = await createTestDatabase('postgres');
+    // Empty values stand for unset, whatever the developer's shell exports.
+    const server = await spawnServer({ HOOKRELAY_DATABASE_URL: fresh.url, HOOKRELAY_DATA_DIR: fresh.dir, HOOKRELAY_MASTER_KEY: '', HOOKRELAY_API_KEY: '' }, await freePort());
+    t.after(async () => {
+      server.child.kill('SIGKILL');
+      await server.exited;
+      await fresh.drop();
+    });
+    assert.equal(statSync(join(fresh.dir, 'master.key')).mode & 0o777, 0o600);
+    assert.match(server.output(), /every process sharing this PostgreSQL database must use this same key/);
+    const key = readFileSync(join(fresh.dir, 'initial-api-key'), 'utf8').trim();
+    const res = await fetch(server.url + '/api/v1/app', { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'on postgres' }) });
+    assert.equal(res.status, 201);
+    const rows = (await fresh.dump())['applications'] as { name: string; created_at: number }[];
+    assert.deepEqual(rows.map((r) => r.name), ['on postgres'], 'written to the PostgreSQL database');
+    server.child.kill('SIGTERM');
+    assert.equal(await server.exited, 0, 'SIGTERM drains and exits 0');
+  });
+});

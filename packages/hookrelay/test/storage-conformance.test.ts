@@ -1,0 +1,253 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createHash } from 'node:crypto';
+import { HookrelayError } from '../src/core/errors.js';
+import { newId } from '../src/core/ids.js';
+import { loadConfig } from '../src/config/config.js';
+import { SecretBox } from '../src/secrets/secret-box.js';
+import { DeliveryStatus, TriggerType, type Message } from '../src/storage/models.js';
+import { openStorage } from '../src/storage/open-storage.js';
+import type { ClaimedDelivery, DeliveryOutcome, EndpointFields, Storage } from '../src/storage/storage.js';
+import { generateEndpointSecret } from '../src/signing/endpoint-secret.js';
+import { createTestDatabase, TEST_ENGINES, type TestDatabase } from './helpers/test-database.js';
+
+/**
+ * The storage contract (storage.ts) exercised directly, below the API, on every engine: claims and
+ * leases, completion and release, ordering of keys, number types and constraint errors. The API
+ * and delivery suites cover the same stores end to end; this pins down what they rely on.
+ */
+const SECRET_BOX = new SecretBox(createHash('sha256').update('storage conformance').digest());
+const ENDPOINT: EndpointFields = { url: 'https://example.com/hook', uid: null, description: '', disabled: false, filterTypes: null, channels: null, rateLimit: null, metadata: {}, version: 1 };
+const LEASE_MS = 60_000;
+
+function open(database: TestDatabase): Promise<Storage> {
+  return openStorage({ database: loadConfig({}, { databaseUrl: database.url }), secretBox: SECRET_BOX });
+}
+
+function message(appId: string, createdAt: number, eventId: string | null = null): Message {
+  return { id: newId('msg', createdAt), appId, eventType: 'order.created', eventId, payload: '{"n":1}', channels: null, tags: null, createdAt };
+}
+
+for (const engine of TEST_ENGINES) describe(`storage conformance (${engine})`, () => {
+  let database: TestDatabase;
+  let storage: Storage;
+  before(async () => {
+    database = await createTestDatabase(engine);
+    storage = await open(database);
+  });
+  after(async () => {
+    await storage?.close();
+    await database?.drop();
+  });
+
+  /** An application with `endpoints` endpoints and `perEndpoint` due deliveries to each, due at `at`. */
+  async function backlogOf(endpoints: number, perEndpoint: number, at: number) {
+    const app = await storage.applications.create({ name: 'claims', uid: null, rateLimit: null, metadata: {} });
+    const endpointIds: string[] = [];
+    for (let i = 0; i < endpoints; i++) endpointIds.push((await storage.endpoints.create(app.id, ENDPOINT, {}, generateEndpointSecret())).id);
+    const items = Array.from({ length: perEndpoint }, (_, i) => ({ message: message(app.id, at + i), idempotency: null }));
+    const outcomes = await storage.ingest.acceptBatch(items, (eps) => eps);
+    assert.ok(outcomes.every((o) => o.ok));
+    return { appId: app.id, endpointIds };
+  }
+
+  /** Claims until nothing is due at `now`; returns every claim. */
+  async function drain(store: Storage, now: number): Promise<ClaimedDelivery[]> {
+    const all: ClaimedDelivery[] = [];
+    for (;;) {
+      const batch = await store.deliveries.claimDue(now, LEASE_MS, 7, 1000, []);
+      if (batch.length === 0) return all;
+      all.push(...batch);
+    }
+  }
+
+  /** The outcome of one attempt: a success, or a 500 with a retry at `retryAt`. */
+  function outcome(claim: ClaimedDelivery, createdAt: number, retryAt: number | null = null): DeliveryOutcome {
+    return {
+      deliveryId: claim.deliveryId,
+      leaseToken: claim.leaseToken,
+      nextAttemptAt: retryAt,
+      attempt: {
+        id: newId('atmpt', createdAt),
+        msgId: claim.msgId,
+        endpointId: claim.endpointId,
+        appId: claim.appId,
+        url: ENDPOINT.url,
+        status: retryAt === null ? DeliveryStatus.Success : DeliveryStatus.Pending,
+        responseStatusCode: retryAt === null ? 200 : 500,
+        response: 'ok',
+        responseDurationMs: 3,
+        triggerType: claim.triggerType,
+        errorCode: null,
+        createdAt,
+      },
+    };
+  }
+
+  // The claim tests run in order on one database and each leaves no delivery pending.
+  it('a claim takes at most perEndpoint per endpoint, passes over skipped endpoints, and leases what it took', async () => {
+    const t0 = 1_000_000_000_000;
+    const { endpointIds } = await backlogOf(3, 5, t0);
+    const [a, b, c] = endpointIds as [string, string, string];
+    const now = t0 + 10;
+    assert.deepEqual(await storage.deliveries.backlog(now), { due: 15, oldestDueAgeMs: 10 });
+
+    const first = await storage.deliveries.claimDue(now, LEASE_MS, 100, 2, [c]);
+    const count = (claims: ClaimedDelivery[], endpointId: string) => claims.filter((claim) => claim.endpointId === endpointId).length;
+    assert.deepEqual([count(first, a), count(first, b), count(first, c)], [2, 2, 0]);
+    assert.equal(new Set(first.map((claim) => claim.leaseToken)).size, 1, 'one lease token per claim');
+    assert.ok(first.every((claim) => claim.attempts === 0 && claim.triggerType === TriggerType.Scheduled && typeof claim.deliveryId === 'number'));
+
+    const limited = await storage.deliveries.claimDue(now, LEASE_MS, 3, 100, []);
+    assert.equal(limited.length, 3, 'limit caps the batch');
+    const rest = await storage.deliveries.claimDue(now, LEASE_MS, 100, 100, []);
+    const taken = [...first, ...limited, ...rest].map((claim) => claim.deliveryId);
+    assert.equal(taken.length, 15);
+    assert.equal(new Set(taken).size, 15, 'a leased delivery is not claimed again while its lease runs');
+    assert.deepEqual(await storage.deliveries.backlog(now), { due: 0, oldestDueAgeMs: 0 });
+    assert.equal(await storage.deliveries.nextDueAt(), now + LEASE_MS, 'the lease is the next due time');
+
+    const expired = await storage.deliveries.claimDue(now + LEASE_MS, LEASE_MS, 100, 100, []);
+    assert.equal(expired.length, 15, 'an expired lease makes the delivery due again');
+    await storage.deliveries.complete(expired.map((claim) => outcome(claim, now + LEASE_MS)));
+    assert.equal(await storage.deliveries.nextDueAt(), null);
+  });
+
+  it('completion needs the current lease token: a claimer whose lease ran out cannot overwrite', async () => {
+    const t0 = 1_100_000_000_000;
+    const { appId } = await backlogOf(1, 1, t0);
+    const [stale] = await storage.deliveries.claimDue(t0, 1_000, 10, 10, []);
+    assert.ok(stale);
+    const [current] = await storage.deliveries.claimDue(t0 + 1_000, LEASE_MS, 10, 10, []);
+    assert.equal(current?.deliveryId, stale.deliveryId, 'the lapsed lease let another claim take it');
+    assert.notEqual(current.leaseToken, stale.leaseToken);
+
+    await storage.deliveries.complete([outcome(stale, t0 + 1_500)]);
+    assert.equal(await storage.deliveries.nextDueAt(), t0 + 1_000 + LEASE_MS, 'the stale completion left the delivery under the current lease');
+    await storage.deliveries.complete([outcome(current, t0 + 2_000, t0 + 5_000)]);
+    assert.equal(await storage.deliveries.nextDueAt(), t0 + 5_000, 'a retry is scheduled at its own time');
+    const [retry] = await storage.deliveries.claimDue(t0 + 5_000, LEASE_MS, 10, 10, []);
+    assert.equal(retry?.attempts, 1, 'the failed attempt was counted');
+
+    await storage.deliveries.release([retry!]);
+    assert.equal((await storage.deliveries.backlog(Date.now())).due, 1);
+    const [again] = await storage.deliveries.claimDue(Date.now(), LEASE_MS, 10, 10, []);
+    assert.equal(again?.deliveryId, retry!.deliveryId, 'a released delivery is due at once');
+    await storage.deliveries.complete([outcome(again!, Date.now())]);
+    assert.equal(await storage.deliveries.nextDueAt(), null);
+
+    await storage.deliveries.resend(appId, again!.msgId, again!.endpointId, Date.now());
+    const [manual] = await storage.deliveries.claimDue(Date.now(), LEASE_MS, 10, 10, []);
+    assert.equal(manual?.deliveryId, again!.deliveryId, 'a resend reopens the same delivery');
+    assert.equal(manual.triggerType, TriggerType.Manual);
+    assert.equal(manual.attempts, 0);
+    await storage.deliveries.complete([outcome(manual, Date.now())]);
+    const attempts = await storage.attempts.listByMessage(appId, manual.msgId, { limit: 10 }, {});
+    assert.equal(attempts.data.length, 4, 'every attempt is logged, the stale claimer\'s too');
+  });
+
+  it('concurrent claimers on separate connections never take the same delivery', async () => {
+    const t0 = 1_200_000_000_000;
+    await backlogOf(4, 25, t0);
+    const other = await open(database);
+    try {
+      const [mine, theirs] = await Promise.all([drain(storage, t0 + 100), drain(other, t0 + 100)]);
+      const ids = [...mine, ...theirs].map((claim) => claim.deliveryId);
+      assert.equal(ids.length, 100, `every due delivery was claimed (${mine.length} + ${theirs.length})`);
+      assert.equal(new Set(ids).size, 100, 'and none twice');
+      await storage.deliveries.complete([...mine, ...theirs].map((claim) => outcome(claim, t0 + 200)));
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('loads delivery targets with plain keys, current first', async () => {
+    const app = await storage.applications.create({ name: 'targets', uid: null, rateLimit: null, metadata: {} });
+    const first = generateEndpointSecret();
+    const second = generateEndpointSecret();
+    const endpoint = await storage.endpoints.create(app.id, ENDPOINT, { 'x-team': 'a' }, first);
+    await storage.endpoints.rotateSecret(endpoint.id, second, 60_000);
+    const targets = await storage.deliveries.loadTargets([endpoint.id], Date.now());
+    const target = targets.get(endpoint.id)!;
+    assert.deepEqual(target.secrets, [second, first]);
+    assert.deepEqual(target.headers, { 'x-team': 'a' });
+    assert.equal(target.disabled, false);
+    assert.equal(typeof target.updatedAt, 'number');
+    assert.ok(target.validUntil > Date.now() && target.validUntil <= Date.now() + 60_000);
+  });
+
+  it('timestamps, counts and ids come back as numbers, flags as booleans', async () => {
+    const app = await storage.applications.create({ name: 'types', uid: 'types-app', rateLimit: 5, metadata: { a: 'b' } });
+    const found = await storage.applications.find('types-app');
+    assert.deepEqual(found, app);
+    assert.equal(typeof found!.createdAt, 'number');
+    assert.equal(found!.rateLimit, 5);
+    const endpoint = await storage.endpoints.create(app.id, { ...ENDPOINT, disabled: true, filterTypes: ['a.*'] }, {}, generateEndpointSecret());
+    const stored = await storage.endpoints.find(app.id, endpoint.id);
+    assert.equal(stored!.disabled, true);
+    assert.deepEqual(stored!.filterTypes, ['a.*']);
+    assert.equal(typeof stored!.updatedAt, 'number');
+    await storage.endpoints.rotateSecret(endpoint.id, generateEndpointSecret(), 1_000);
+    const keys = await storage.endpoints.secrets(endpoint.id, Date.now());
+    assert.equal(typeof keys[1]!.expiresAt, 'number');
+    assert.equal(typeof keys[0]!.createdAt, 'number');
+    assert.equal(typeof (await storage.apiKeys.count()), 'number');
+    const backlog = await storage.deliveries.backlog(Date.now());
+    assert.equal(typeof backlog.due, 'number');
+    assert.equal(typeof backlog.oldestDueAgeMs, 'number');
+    const eventType = await storage.eventTypes.create('types.flag', { description: '', archived: true, deprecated: false, schemas: { '1': { type: 'object' } }, featureFlag: null, groupName: null });
+    assert.equal(eventType.archived, true);
+    assert.deepEqual((await storage.eventTypes.find('types.flag'))!, eventType);
+  });
+
+  it('keys page in byte order whatever the database collation (ids are base62: 0-9 < A-Z < a-z)', async () => {
+    const names = ['sort.b', 'Sort.B', 'sort.a', 'Sort.Z', 'sort_0', 'Sort-9'];
+    for (const name of names) await storage.eventTypes.create(name, { description: '', archived: false, deprecated: false, schemas: null, featureFlag: null, groupName: null });
+    const listed = (await storage.eventTypes.list({ limit: 250, includeArchived: true })).data.map((e) => e.name).filter((n) => names.includes(n));
+    assert.deepEqual(listed, [...names].sort(), 'byte order, as JavaScript compares ASCII');
+    const page = await storage.eventTypes.list({ limit: 2, iterator: 'Sort.Z', includeArchived: true });
+    assert.deepEqual(page.data.map((e) => e.name), ['sort.a', 'sort.b'], 'the cursor compares byte-wise too');
+
+    const ids: string[] = [];
+    for (let i = 0; i < 40; i++) ids.push((await storage.applications.create({ name: `order ${i}`, uid: null, rateLimit: null, metadata: {} })).id);
+    const all: string[] = [];
+    let iterator: string | null = null;
+    for (;;) {
+      const result = await storage.applications.list({ limit: 50, iterator });
+      all.push(...result.data.map((a) => a.id));
+      if (result.done) break;
+      iterator = result.iterator;
+    }
+    assert.deepEqual(all, [...all].sort(), 'applications are listed in byte order of their ids');
+    assert.ok(ids.every((id) => all.includes(id)));
+  });
+
+  it('a duplicate eventId or a vanished application fails only its own item of a batch', async () => {
+    const app = await storage.applications.create({ name: 'batch', uid: null, rateLimit: null, metadata: {} });
+    const doomed = await storage.applications.create({ name: 'doomed', uid: null, rateLimit: null, metadata: {} });
+    await storage.endpoints.create(app.id, ENDPOINT, {}, generateEndpointSecret());
+    const now = Date.now();
+    assert.ok((await storage.ingest.acceptBatch([{ message: message(app.id, now, 'evt-dup'), idempotency: null }], (eps) => eps))[0]!.ok);
+    await storage.applications.delete(doomed.id);
+    const outcomes = await storage.ingest.acceptBatch(
+      [
+        { message: message(app.id, now + 1, 'evt-new'), idempotency: null },
+        { message: message(app.id, now + 2, 'evt-dup'), idempotency: null },
+        { message: message(doomed.id, now + 3), idempotency: null },
+        { message: message(app.id, now + 4), idempotency: null },
+      ],
+      (eps) => eps,
+    );
+    const codes = outcomes.map((o) => (o.ok ? `ok:${o.deliveries.length}` : (o.error as HookrelayError).code));
+    assert.deepEqual(codes, ['ok:1', 'duplicate_event_id', 'not_found', 'ok:1']);
+    const ids = outcomes.flatMap((o) => (o.ok ? o.deliveries.map((d) => d.deliveryId) : []));
+    assert.ok(ids.every((id) => typeof id === 'number' && id > 0), 'delivery ids are returned as numbers');
+  });
+
+  it('unique and foreign-key violations become conflict and not_found', async () => {
+    await storage.applications.create({ name: 'unique', uid: 'unique-app', rateLimit: null, metadata: {} });
+    await assert.rejects(storage.applications.create({ name: 'again', uid: 'unique-app', rateLimit: null, metadata: {} }), (error: unknown) => error instanceof HookrelayError && error.code === 'conflict');
+    await assert.rejects(storage.endpoints.create('app_000000000000000000000000000', ENDPOINT, {}, generateEndpointSecret()), (error: unknown) => error instanceof HookrelayError && error.code === 'not_found');
+    await assert.rejects(storage.eventTypes.create('sort.b', { description: '', archived: false, deprecated: false, schemas: null, featureFlag: null, groupName: null }), (error: unknown) => error instanceof HookrelayError && error.code === 'conflict');
+  });
+});
