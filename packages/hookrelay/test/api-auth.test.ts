@@ -6,7 +6,7 @@ import { ADMIN_KEY, startHarness, type Harness } from './helpers/api-harness.js'
 import { TEST_ENGINES } from './helpers/test-database.js';
 
 /** The routes that answer without a key, on purpose. Anything else public is a bug. */
-const EXPECTED_PUBLIC = ['/health', '/api/v1/health', '/api/v1/openapi.json'];
+const EXPECTED_PUBLIC = ['/health', '/api/v1/health', '/health/ready', '/api/v1/health/ready', '/api/v1/openapi.json'];
 
 for (const engine of TEST_ENGINES) describe(`authentication (${engine})`, () => {
   let h: Harness;

@@ -19,6 +19,15 @@ test('defaults match the README', () => {
   assert.equal(config.dataDir, null);
   assert.equal(config.pgPoolSize, 10);
   assert.equal(config.pgStatementTimeoutMs, 30_000);
+  assert.equal(config.retentionMs, 30 * 86_400_000);
+  assert.equal(config.retentionBatch, 500);
+  assert.equal(config.retentionIntervalMs, 60_000);
+});
+
+test('durations take ms, s, m, h and d; plain numbers are seconds', () => {
+  const retention = (raw: string) => loadConfig({ HOOKRELAY_RETENTION: raw }).retentionMs;
+  assert.deepEqual(['250ms', '90', '1.5s', '5m', '2h', '30d', '0.5d', '0'].map(retention), [250, 90_000, 1_500, 300_000, 7_200_000, 2_592_000_000, 43_200_000, 0]);
+  assert.throws(() => retention('30 days'), /HOOKRELAY_RETENTION.*30d/);
 });
 
 test('the data directory is HOOKRELAY_DATA_DIR, else the SQLite file\'s directory, else ./data', () => {
@@ -40,6 +49,9 @@ test('every bad value names its setting', () => {
     [{ HOOKRELAY_LOG_LEVEL: 'loud' }, 'HOOKRELAY_LOG_LEVEL'],
     [{ HOOKRELAY_PG_POOL_SIZE: '0' }, 'HOOKRELAY_PG_POOL_SIZE'],
     [{ HOOKRELAY_PG_STATEMENT_TIMEOUT: 'soon' }, 'HOOKRELAY_PG_STATEMENT_TIMEOUT'],
+    [{ HOOKRELAY_RETENTION: '1w' }, 'HOOKRELAY_RETENTION'],
+    [{ HOOKRELAY_RETENTION_BATCH: '0' }, 'HOOKRELAY_RETENTION_BATCH'],
+    [{ HOOKRELAY_RETENTION_INTERVAL: '0' }, 'HOOKRELAY_RETENTION_INTERVAL'],
   ];
   for (const [env, setting] of cases) {
     assert.throws(() => loadConfig(env), (error: unknown) => error instanceof ConfigError && error.setting === setting && error.message.includes(setting), setting);

@@ -145,6 +145,10 @@ for (const engine of TEST_ENGINES) describe(`the Svix SDK (${engine})`, () => {
         return page.data.length === 2 ? page.data[0] : null;
       });
       assert.equal(manual.triggerType, 1);
+
+      await svix.message.expungeContent('sdk-app', message.id);
+      assert.deepEqual((await svix.message.get('sdk-app', message.id)).payload, {});
+      await assert.rejects(svix.message.expungeContent('sdk-app', 'msg_unknown'), (error: unknown) => error instanceof ApiException && error.code === 404);
     });
 
     it('rotates the endpoint secret', async () => {

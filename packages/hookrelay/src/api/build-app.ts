@@ -17,7 +17,7 @@ import { applicationRoutes } from './routes/application-routes.js';
 import { attemptRoutes } from './routes/attempt-routes.js';
 import { endpointRoutes } from './routes/endpoint-routes.js';
 import { eventTypeRoutes } from './routes/event-type-routes.js';
-import { healthRoutes } from './routes/health-routes.js';
+import { healthRoutes, type ProcessStatus } from './routes/health-routes.js';
 import { messageRoutes } from './routes/message-routes.js';
 import { metricsRoutes } from './routes/metrics-routes.js';
 
@@ -28,7 +28,12 @@ export interface ApiDeps {
   wakeDispatcher: () => void;
   renderMetrics: () => Promise<{ contentType: string; body: string }>;
   logger: Logger | false;
+  /** The role and the state of the parts this process runs, for /health/ready (default: role all, nothing to report). */
+  processStatus?: () => ProcessStatus;
 }
+
+/** What the operations listener of a process without the API (role worker) needs. */
+export type OperationsDeps = Pick<ApiDeps, 'config' | 'storage' | 'renderMetrics' | 'logger' | 'processStatus'>;
 
 const routeTables = new WeakMap<FastifyInstance, RouteTable>();
 
@@ -44,6 +49,51 @@ export function registeredRoutes(app: FastifyInstance): { method: string; url: s
  * (onSend).
  */
 export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
+  const { config } = deps;
+  const app = createBaseApp(deps);
+  installIdempotency(app, { store: deps.storage.idempotency, ttlMs: config.idempotencyTtlMs });
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Hookrelay', version: HOOKRELAY_VERSION, description: 'Webhook sending service; API v1 is compatible with Svix, so the Svix SDKs work against it.' },
+      components: { securitySchemes: { HTTPBearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ HTTPBearer: [] }],
+    },
+  });
+
+  await app.register(healthRoutes, { deps });
+  await app.register(metricsRoutes, { deps });
+  await app.register(
+    async (v1: ApiApp) => {
+      await v1.register(applicationRoutes, { deps });
+      await v1.register(endpointRoutes, { deps });
+      await v1.register(eventTypeRoutes, { deps });
+      await v1.register(messageRoutes, { deps });
+      await v1.register(attemptRoutes, { deps });
+      v1.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+    },
+    { prefix: '/api/v1' },
+  );
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+
+  return app as unknown as FastifyInstance;
+}
+
+/**
+ * The listener of a process without the API (role worker): /health, /health/ready and /metrics
+ * (with a key, as on the API), nothing else. Orchestrators probe it, Prometheus scrapes the
+ * dispatcher's attempts and latencies from it.
+ */
+export async function buildOperationsApp(deps: OperationsDeps): Promise<FastifyInstance> {
+  const app = createBaseApp(deps);
+  await app.register(healthRoutes, { deps });
+  await app.register(metricsRoutes, { deps });
+  return app as unknown as FastifyInstance;
+}
+
+/** Fastify with what every listener shares: JSON bodies and errors in Svix's shape, debug request logs, authentication. */
+function createBaseApp(deps: OperationsDeps): ApiApp {
   const { config } = deps;
   const base = Fastify({
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
@@ -75,31 +125,5 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     });
   }
   installAuthentication(app, { apiKey: config.apiKey, apiKeys: deps.storage.apiKeys });
-  installIdempotency(app, { store: deps.storage.idempotency, ttlMs: config.idempotencyTtlMs });
-
-  await app.register(fastifySwagger, {
-    openapi: {
-      openapi: '3.1.0',
-      info: { title: 'Hookrelay', version: HOOKRELAY_VERSION, description: 'Webhook sending service; API v1 is compatible with Svix, so the Svix SDKs work against it.' },
-      components: { securitySchemes: { HTTPBearer: { type: 'http', scheme: 'bearer' } } },
-      security: [{ HTTPBearer: [] }],
-    },
-  });
-
-  await app.register(healthRoutes, { deps });
-  await app.register(metricsRoutes, { deps });
-  await app.register(
-    async (v1: ApiApp) => {
-      await v1.register(applicationRoutes, { deps });
-      await v1.register(endpointRoutes, { deps });
-      await v1.register(eventTypeRoutes, { deps });
-      await v1.register(messageRoutes, { deps });
-      await v1.register(attemptRoutes, { deps });
-      v1.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-    },
-    { prefix: '/api/v1' },
-  );
-  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
-
-  return app as unknown as FastifyInstance;
+  return app;
 }

@@ -12,7 +12,9 @@ import { HOOKRELAY_VERSION } from '../core/version.js';
 const USAGE = `hookrelay ${HOOKRELAY_VERSION}
 
 Usage:
-  hookrelay [serve]                 start the API and the dispatcher (default)
+  hookrelay [serve] [--role ROLE]   start the API and the dispatcher (default); ROLE is
+                                    all (default), api (HTTP API only) or worker (dispatcher
+                                    only, with /health, /health/ready and /metrics)
   hookrelay migrate                 apply pending database migrations and exit
   hookrelay api-key create [--name NAME]
                                     create an admin API key and print it once
@@ -24,12 +26,13 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { name: { type: 'string' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } },
+    options: { name: { type: 'string' }, role: { type: 'string' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } },
   });
   if (values.help) return print(USAGE);
   if (values.version) return print(HOOKRELAY_VERSION);
   const [command = 'serve', sub] = positionals;
-  const config = loadConfig();
+  // --role is HOOKRELAY_ROLE given on the command line: parsed and checked as the setting is.
+  const config = loadConfig(values.role === undefined ? process.env : { ...process.env, HOOKRELAY_ROLE: values.role });
   switch (command) {
     case 'serve': {
       const server = await startServer(config);

@@ -6,8 +6,18 @@ import { ConfigError } from './config-error.js';
 
 export { ConfigError };
 
+/**
+ * What `hookrelay serve` runs: `api` the HTTP API alone (accepted messages wait as pending
+ * deliveries for a worker), `worker` the dispatcher alone (with a small health and metrics
+ * listener), `all` both in one process.
+ */
+export type ServerRole = 'api' | 'worker' | 'all';
+
+export const SERVER_ROLES: readonly ServerRole[] = ['api', 'worker', 'all'];
+
 /** The whole typed configuration. Every field comes from one setting in SETTINGS below. */
 export interface HookrelayConfig {
+  role: ServerRole;
   port: number;
   host: string;
   databaseUrl: string;
@@ -34,6 +44,12 @@ export interface HookrelayConfig {
   leaseMs: number;
   secretRotationGraceMs: number;
   idempotencyTtlMs: number;
+  /** Messages (with their deliveries) and attempts older than this are deleted; 0 keeps them forever. */
+  retentionMs: number;
+  /** Rows one retention delete removes at most: each batch is a short transaction of its own. */
+  retentionBatch: number;
+  /** Pause between two retention sweeps (each sweep runs batches until nothing old is left). */
+  retentionIntervalMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Run the dispatcher in a worker thread (default) so SQLite calls never block the API's event loop. */
   dispatcherThread: boolean;
@@ -68,12 +84,12 @@ const durationList: Parser<number[]> = (raw, setting) => {
   return parts.map((part) => parseDuration(part, setting));
 };
 
+const DURATION_UNITS_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
 function parseDuration(part: string, setting: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(part);
-  if (!match) throw new ConfigError(setting, `"${part}" is not a duration (use 500ms, 5s, 5m, 2h or plain seconds)`);
-  const unit = match[2] ?? 's';
-  const factor = unit === 'ms' ? 1 : unit === 's' ? 1_000 : unit === 'm' ? 60_000 : 3_600_000;
-  return Math.round(Number(match[1]) * factor);
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(part);
+  if (!match) throw new ConfigError(setting, `"${part}" is not a duration (use 500ms, 5s, 5m, 2h, 30d or plain seconds)`);
+  return Math.round(Number(match[1]) * DURATION_UNITS_MS[(match[2] ?? 's') as keyof typeof DURATION_UNITS_MS]);
 }
 
 const duration: Parser<number> = (raw, setting) => parseDuration(raw.trim(), setting);
@@ -91,6 +107,12 @@ const logLevel: Parser<HookrelayConfig['logLevel']> = (raw, setting) => {
   return found;
 };
 
+const role: Parser<ServerRole> = (raw, setting) => {
+  const found = SERVER_ROLES.find((r) => r === raw.trim());
+  if (!found) throw new ConfigError(setting, `expected one of ${SERVER_ROLES.join(', ')}, got "${raw}"`);
+  return found;
+};
+
 interface Setting<K extends keyof HookrelayConfig> {
   key: K;
   env: string;
@@ -103,6 +125,7 @@ const setting = <K extends keyof HookrelayConfig>(s: Setting<K>): Setting<K> => 
 
 /** The single list of settings: the README's configuration reference is generated from the same docs. */
 export const SETTINGS = [
+  setting({ key: 'role', env: 'HOOKRELAY_ROLE', parse: role, default: 'all', doc: 'What `hookrelay serve` runs: api (HTTP API only), worker (dispatcher only) or all' }),
   setting({ key: 'port', env: 'PORT', parse: integer(0, 65535), default: 8080, doc: 'HTTP port of the API' }),
   setting({ key: 'host', env: 'HOST', parse: text, default: '127.0.0.1', doc: 'Interface the API listens on' }),
   setting({ key: 'databaseUrl', env: 'HOOKRELAY_DATABASE_URL', parse: databaseUrl, default: 'sqlite:./data/hookrelay.db', doc: 'sqlite:<path> or postgres://user:password@host:port/database' }),
@@ -123,6 +146,9 @@ export const SETTINGS = [
   setting({ key: 'leaseMs', env: 'HOOKRELAY_LEASE', parse: duration, default: 60_000, doc: 'How long a claimed delivery stays reserved before another claim may take it' }),
   setting({ key: 'secretRotationGraceMs', env: 'HOOKRELAY_SECRET_ROTATION_GRACE', parse: duration, default: 24 * 3_600_000, doc: 'How long a rotated-out secret still signs (24h)' }),
   setting({ key: 'idempotencyTtlMs', env: 'HOOKRELAY_IDEMPOTENCY_TTL', parse: duration, default: 24 * 3_600_000, doc: 'How long an Idempotency-Key replays its response (24h)' }),
+  setting({ key: 'retentionMs', env: 'HOOKRELAY_RETENTION', parse: duration, default: 30 * 86_400_000, doc: 'How long messages, their deliveries and attempts are kept (30d); 0 keeps them forever' }),
+  setting({ key: 'retentionBatch', env: 'HOOKRELAY_RETENTION_BATCH', parse: integer(1, 100_000), default: 500, doc: 'Rows one retention delete removes at most (each batch is its own short transaction)' }),
+  setting({ key: 'retentionIntervalMs', env: 'HOOKRELAY_RETENTION_INTERVAL', parse: duration, default: 60_000, doc: 'Pause between retention sweeps (1m)' }),
   setting({ key: 'logLevel', env: 'HOOKRELAY_LOG_LEVEL', parse: logLevel, default: 'info', doc: 'pino log level' }),
   setting({ key: 'dispatcherThread', env: 'HOOKRELAY_DISPATCHER_THREAD', parse: boolean, default: true, doc: 'Run the dispatcher in a worker thread' }),
 ] as const;
@@ -140,6 +166,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   }
   const merged = { ...config, ...overrides } as HookrelayConfig;
   if (merged.retryScheduleMs.length === 0) throw new ConfigError('HOOKRELAY_RETRY_SCHEDULE', 'needs at least one entry');
+  // Only this one refusal: an api or worker process on a SQLite *file* works (leases and WAL keep
+  // several processes correct), it is just not how Hookrelay scales (see docs/deploy.md).
+  if (merged.role !== 'all' && !isPostgresUrl(merged.databaseUrl) && sqlitePath(merged.databaseUrl) === ':memory:') {
+    throw new ConfigError('HOOKRELAY_ROLE', `role ${merged.role} needs a database other processes can open; an in-memory SQLite database is private to this process (use role all)`);
+  }
+  // A sweep that finds nothing costs a few indexed reads; more often than every second is a mistake.
+  if (merged.retentionIntervalMs < 1_000) throw new ConfigError('HOOKRELAY_RETENTION_INTERVAL', 'must be at least 1s');
   return Object.freeze(merged);
 }
 

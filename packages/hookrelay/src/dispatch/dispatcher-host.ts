@@ -13,6 +13,8 @@ export interface DispatcherHandle {
   metricsJson(): Promise<unknown[]>;
   /** The in-memory fast path from the ingestor to this dispatcher. */
   handoff: DeliveryHandoff;
+  /** Started and neither stopping nor dead (readiness). */
+  isRunning(): boolean;
   stop(): Promise<void>;
 }
 
@@ -82,6 +84,7 @@ export async function startDispatcherThread(config: HookrelayConfig, masterKey: 
       accepts: (endpointId) => !exited && !stopping && !full && !saturated.has(endpointId),
       handOff: (deliveries) => post({ type: 'handoff', deliveries }),
     },
+    isRunning: () => !exited && !stopping,
     metricsJson() {
       if (exited) return Promise.resolve([]);
       const requestId = nextRequestId++;
@@ -105,6 +108,7 @@ export async function startDispatcherThread(config: HookrelayConfig, masterKey: 
 /** Runs the dispatcher on the API's event loop, sharing its storage (tests, small deployments). */
 export function startDispatcherInProcess(config: HookrelayConfig, storage: Storage, logger: Logger): DispatcherHandle {
   const running = startDispatcher(config, storage, logger);
+  let stopping = false;
   return {
     wake: () => running.dispatcher.wake(),
     handoff: {
@@ -115,6 +119,10 @@ export function startDispatcherInProcess(config: HookrelayConfig, storage: Stora
       },
     },
     metricsJson: () => running.registry.getMetricsAsJSON(),
-    stop: () => running.stop(),
+    isRunning: () => !stopping,
+    stop: () => {
+      stopping = true;
+      return running.stop();
+    },
   };
 }

@@ -38,9 +38,13 @@ port.on('message', (message: FromHost) => {
       void running.registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', requestId: message.requestId, metrics }));
       break;
     case 'stop':
+      // Stopping while the database is away fails to give back the unstarted claims (their leases
+      // lapse instead); the host must still hear 'stopped', or its shutdown would wait forever.
       void running
         .stop()
+        .catch((error: unknown) => logger.error({ err: error }, 'stopping the dispatcher failed; its remaining claims are left to their leases'))
         .then(() => storage.close())
+        .catch((error: unknown) => logger.warn({ err: error }, 'closing the database failed'))
         .then(() => send({ type: 'stopped' }));
       break;
   }

@@ -5,6 +5,7 @@ import { TriggerType } from '../storage/models.js';
 import type { ClaimedDelivery, DeliveryContext, DeliveryOutcome, DeliveryTarget, Storage } from '../storage/storage.js';
 import type { HandedOffDelivery } from '../ingest/delivery-handoff.js';
 import { nextRetryDelay, parseRetryAfter } from '../retry/retry-schedule.js';
+import { rateLimitBurst, rateLimitPauseMs } from '../core/rate-limit.js';
 import { buildWebhookHeaders } from '../signing/webhook-headers.js';
 import type { SendResult, WebhookSender } from '../transport/webhook-sender.js';
 import { statusClass, type DispatcherMetrics } from '../observability/metrics.js';
@@ -41,6 +42,8 @@ interface Job {
 const MIN_CLAIM = 16;
 const MAX_CLAIM = 500;
 const OUTCOME_FLUSH_MS = 5;
+/** Longest wait between claim retries while claims fail (the database is away). */
+const CLAIM_RETRY_MAX_MS = 5_000;
 
 /**
  * The claim loop. It claims due deliveries in batches under a lease, sends them with at most
@@ -73,6 +76,12 @@ export class Dispatcher {
    */
   #passedOver = new Set<string>();
   #slotsExhausted = false;
+  /** Claims failed in a row: the retry waits longer each time, up to CLAIM_RETRY_MAX_MS. */
+  #claimFailures = 0;
+  /** Rate-limited endpoints this dispatcher leaves alone until their tokens have refilled. */
+  readonly #pacedUntil = new Map<string, number>();
+  /** Claim caps of rate-limited endpoints: a claim takes no more than one burst of them. */
+  readonly #rateCaps = new Map<string, number>();
 
   constructor(options: DispatcherOptions) {
     this.#o = options;
@@ -105,7 +114,7 @@ export class Dispatcher {
     this.#waiting.clear();
     this.#waitingTotal = 0;
     await this.#o.storage.deliveries.release(unstarted);
-    while (this.#inFlight > 0) await this.#sleep(50);
+    while (this.#inFlight > 0) await new Promise((resolve) => setTimeout(resolve, 50));
     await this.#flushing;
     await this.#flush();
   }
@@ -123,9 +132,13 @@ export class Dispatcher {
       if (!this.#slotsExhausted) {
         try {
           claimed = await this.#claimAndStart(Math.min(free, MAX_CLAIM));
+          this.#claimFailures = 0;
         } catch (error) {
-          this.#o.logger.error({ err: error }, 'claiming deliveries failed; retrying');
-          await this.#sleep(500);
+          // Backs off while the database is away, so an outage costs a log line every few seconds;
+          // a wake-up (e.g. the wake signal reconnecting) cuts the wait short.
+          const retryInMs = Math.min(CLAIM_RETRY_MAX_MS, 500 * 2 ** this.#claimFailures++);
+          this.#o.logger.error({ err: error, retryInMs }, 'claiming deliveries failed; retrying');
+          await this.#sleep(retryInMs);
           continue;
         }
         if (claimed === Math.min(free, MAX_CLAIM)) continue; // a full batch: more is probably due
@@ -139,12 +152,18 @@ export class Dispatcher {
   async #idleDelay(claimed: number): Promise<number> {
     if (claimed > 0) return 0;
     const nextDue = await this.#o.storage.deliveries.nextDueAt().catch(() => null);
-    if (nextDue === null) return this.#idlePollMs;
-    return Math.min(this.#idlePollMs, Math.max(0, nextDue - Date.now()));
+    const now = Date.now();
+    const paced = Math.min(...this.#pacedUntil.values());
+    if (nextDue === null) return Math.min(this.#idlePollMs, Math.max(0, paced - now));
+    if (nextDue > now) return Math.min(this.#idlePollMs, nextDue - now, Math.max(0, paced - now));
+    // Due work that this pass did not claim belongs to endpoints it passed over: saturated ones
+    // wake the loop when a request finishes, paced ones when their tokens have refilled.
+    return Math.min(this.#idlePollMs, Math.max(0, paced - now));
   }
 
   #sleep(ms: number): Promise<void> {
-    if (ms <= 0) return new Promise((resolve) => setImmediate(resolve));
+    // A wake-up that came while this pass was running must not be lost to the sleep.
+    if (ms <= 0 || this.#woken) return new Promise((resolve) => setImmediate(resolve));
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.#wakeUp = null;
@@ -223,13 +242,18 @@ export class Dispatcher {
   }
 
   async #claimAndStart(limit: number): Promise<number> {
-    const saturated: string[] = [];
-    for (const [endpointId, count] of this.#perEndpoint) {
-      if (count >= this.#o.endpointConcurrency) saturated.push(endpointId);
-    }
-    this.#passedOver = new Set(saturated);
     const now = Date.now();
-    const claims = await this.#o.storage.deliveries.claimDue(now, this.#o.leaseMs, limit, this.#o.endpointConcurrency, saturated);
+    const skip: string[] = [];
+    for (const [endpointId, count] of this.#perEndpoint) {
+      if (count >= this.#o.endpointConcurrency) skip.push(endpointId);
+    }
+    this.#passedOver = new Set(skip);
+    for (const [endpointId, until] of this.#pacedUntil) {
+      if (until > now) skip.push(endpointId);
+      else this.#pacedUntil.delete(endpointId);
+    }
+    const cap = (endpointId: string) => this.#rateCaps.get(endpointId) ?? this.#o.endpointConcurrency;
+    const claims = await this.#o.storage.deliveries.claimDue(now, this.#o.leaseMs, limit, cap, skip);
     const leaseUntil = now + this.#o.leaseMs;
     if (claims.length === 0) return 0;
     const context = await this.#o.storage.deliveries.loadContext(
@@ -237,8 +261,40 @@ export class Dispatcher {
       [...new Set(claims.map((c) => c.endpointId))],
       now,
     );
-    for (const claim of claims) this.#startOrQueue({ claim, context, leaseUntil });
+    for (const claim of await this.#withinRateLimits(claims, context, now)) this.#startOrQueue({ claim, context, leaseUntil });
     return claims.length;
+  }
+
+  /**
+   * Keeps the claims that rate-limited endpoints have tokens for (the buckets are in the database,
+   * shared by every dispatcher) and gives the rest back. The endpoint is then left alone for one
+   * burst's refill, so a backlog is paced, not claimed and released over and over.
+   */
+  async #withinRateLimits(claims: readonly ClaimedDelivery[], context: DeliveryContext, now: number): Promise<ClaimedDelivery[]> {
+    const free: ClaimedDelivery[] = [];
+    const limited = new Map<string, ClaimedDelivery[]>();
+    for (const claim of claims) {
+      const rate = context.endpoints.get(claim.endpointId)?.rateLimit ?? null;
+      if (rate === null) {
+        this.#rateCaps.delete(claim.endpointId);
+        free.push(claim);
+        continue;
+      }
+      this.#rateCaps.set(claim.endpointId, Math.min(this.#o.endpointConcurrency, Math.ceil(rateLimitBurst(rate))));
+      const group = limited.get(claim.endpointId) ?? [];
+      group.push(claim);
+      limited.set(claim.endpointId, group);
+    }
+    const giveBack: ClaimedDelivery[] = [];
+    for (const [endpointId, group] of limited) {
+      const rate = context.endpoints.get(endpointId)!.rateLimit!;
+      const granted = await this.#o.storage.deliveries.takeSendTokens(endpointId, rate, group.length, now);
+      free.push(...group.slice(0, granted));
+      giveBack.push(...group.slice(granted));
+      this.#pacedUntil.set(endpointId, now + rateLimitPauseMs(rate));
+    }
+    if (giveBack.length > 0) await this.#o.storage.deliveries.release(giveBack);
+    return free;
   }
 
   #startOrQueue(job: Job): void {

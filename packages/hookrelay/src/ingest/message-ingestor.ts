@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { newId } from '../core/ids.js';
 import type { DeliveryHandoff, HandedOffDelivery } from './delivery-handoff.js';
-import type { Message } from '../storage/models.js';
+import type { Endpoint, Message } from '../storage/models.js';
 import type { AcceptItem, AcceptLease, Storage } from '../storage/storage.js';
 import { fanOutMessage } from './fan-out.js';
 
@@ -35,6 +35,14 @@ export interface AcceptedStats {
 }
 
 export type AcceptedCallback = (stats: AcceptedStats) => void;
+
+/**
+ * Rate-limited endpoints are never handed over: their sends wait for tokens, and a delivery that
+ * waits in memory could outlive its lease. The claim loop paces them instead.
+ */
+function hasRateLimit(endpoint: Endpoint): boolean {
+  return endpoint.rateLimit !== null && endpoint.rateLimit > 0;
+}
 
 interface Pending {
   item: AcceptItem;
@@ -96,7 +104,7 @@ export class MessageIngestor implements MessageAccepter {
       const stats = { messages: 0, deliveries: 0, pending: 0, groupSize: group.length };
       const handedOff: HandedOffDelivery[] = [];
       const handoff = this.#handoff;
-      const lease: AcceptLease | null = handoff ? { token: randomUUID(), until: Date.now() + handoff.leaseMs, accepts: (id) => handoff.accepts(id) } : null;
+      const lease: AcceptLease | null = handoff ? { token: randomUUID(), until: Date.now() + handoff.leaseMs, accepts: (endpoint) => !hasRateLimit(endpoint) && handoff.accepts(endpoint.id) } : null;
       try {
         const outcomes = await this.#storage.ingest.acceptBatch(group.map((p) => p.item), fanOutMessage, lease);
         outcomes.forEach((outcome, i) => {

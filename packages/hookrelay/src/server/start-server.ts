@@ -7,17 +7,21 @@ import { dataDirectory, isPostgresUrl, sqlitePath, type HookrelayConfig } from '
 import { loadMasterKey } from '../secrets/master-key.js';
 import { SecretBox } from '../secrets/secret-box.js';
 import { openStorage } from '../storage/open-storage.js';
+import { startRetentionSweeper } from '../retention/retention-sweeper.js';
 import { startCheckpointer, type Checkpointer } from '../storage/sqlite/checkpointer.js';
 import type { Storage } from '../storage/storage.js';
-import { MessageIngestor } from '../ingest/message-ingestor.js';
+import { openWakeSignal } from '../storage/open-wake-signal.js';
+import type { WakeSignal } from '../storage/wake-signal.js';
+import { MessageIngestor, type MessageAccepter } from '../ingest/message-ingestor.js';
 import { startDispatcherInProcess, startDispatcherThread, type DispatcherHandle } from '../dispatch/dispatcher-host.js';
 import { createApiMetrics, createBacklogMetrics } from '../observability/metrics.js';
 import { createLogger } from '../observability/logger.js';
-import { buildApp } from '../api/build-app.js';
+import { buildApp, buildOperationsApp } from '../api/build-app.js';
+import type { ProcessStatus } from '../api/routes/health-routes.js';
 import { generateApiKey, hashApiKey } from '../api/plugins/authenticate.js';
 
 export interface RunningServer {
-  /** http://host:port of the API. */
+  /** http://host:port of the API (role worker: of its health and metrics listener). */
   url: string;
   port: number;
   app: FastifyInstance;
@@ -30,10 +34,15 @@ export interface RunningServer {
 }
 
 /**
- * Starts the whole platform in this process: storage (migrated), the dispatcher (in a worker
- * thread unless disabled), and the HTTP API listening on config.host:config.port.
+ * Starts what config.role asks for in this process, over storage (migrated first):
+ * - `all`: the dispatcher (in a worker thread unless disabled) and the HTTP API, with the
+ *   in-memory handoff between them;
+ * - `api`: the HTTP API alone; accepted messages wait as pending deliveries for a worker;
+ * - `worker`: the dispatcher alone, with a listener serving only /health, /health/ready and /metrics.
+ * Either way it listens on config.host:config.port. Committed pending deliveries are announced on
+ * the wake signal, which on PostgreSQL reaches the dispatchers of every process (LISTEN/NOTIFY).
  */
-export async function startServer(config: HookrelayConfig, logger: Logger = createLogger(config.logLevel, 'api')): Promise<RunningServer> {
+export async function startServer(config: HookrelayConfig, logger: Logger = createLogger(config.logLevel, config.role === 'worker' ? 'worker' : 'api')): Promise<RunningServer> {
   const dataDir = dataDirectory(config);
   const masterKey = loadMasterKey(config.masterKey, join(dataDir, 'master.key'), (file) =>
     logger.warn(
@@ -53,45 +62,78 @@ export async function startServer(config: HookrelayConfig, logger: Logger = crea
   const databasePath = storage.engine === 'sqlite' ? sqlitePath(config.databaseUrl) : null;
   const checkpointer: Checkpointer | null = databasePath === null || databasePath === ':memory:' ? null : startCheckpointer(databasePath);
 
+  const role = config.role;
+  if (role !== 'all' && storage.engine === 'sqlite') {
+    logger.warn({ role }, 'a split role on SQLite works (leases keep it correct), but other processes hear of new work only by polling (up to 1 s); scale out with PostgreSQL');
+  }
   // An in-memory database is private to its connection, so the dispatcher must share this one.
   const inThread = config.dispatcherThread && databasePath !== ':memory:';
   let reportFailure: (error: Error) => void = () => {};
   const failed = new Promise<Error>((resolve) => (reportFailure = resolve));
-  const dispatcher: DispatcherHandle = inThread
-    ? await startDispatcherThread(config, masterKey, logger, (error) => reportFailure(error))
-    : startDispatcherInProcess(config, storage, logger.child({ component: 'dispatcher' }));
+  const dispatcher: DispatcherHandle | null =
+    role === 'api'
+      ? null
+      : inThread
+        ? await startDispatcherThread(config, masterKey, logger, (error) => reportFailure(error))
+        : startDispatcherInProcess(config, storage, logger.child({ component: 'dispatcher' }));
+
+  const wakeSignal: WakeSignal = await openWakeSignal(config, {
+    listen: dispatcher !== null,
+    onDisconnect: (error, failures, retryInMs) => {
+      // One warning per outage; the retries after it are routine until it ends.
+      if (failures === 1) logger.warn({ err: error, retryInMs }, 'the wake-up connection to PostgreSQL is down; reconnecting (meanwhile other processes\' work is found by polling)');
+      else logger.debug({ err: error, failures, retryInMs }, 'the wake-up connection is still down');
+    },
+    onReconnect: (failures) => logger.info({ failures }, 'the wake-up connection to PostgreSQL is back'),
+  });
+  if (dispatcher) wakeSignal.subscribe(() => dispatcher.wake());
+  // Retention runs where deliveries run, so that API-only processes keep their event loop for requests.
+  const retention = role === 'api' ? null : startRetentionSweeper({
+    storage,
+    retentionMs: config.retentionMs,
+    batchSize: config.retentionBatch,
+    intervalMs: config.retentionIntervalMs,
+    logger: logger.child({ component: 'retention' }),
+  });
 
   const registry = new Registry();
-  const apiMetrics = createApiMetrics(registry);
   createBacklogMetrics(registry, () => storage.deliveries.backlog(Date.now()));
-  const ingestor = new MessageIngestor(
-    storage,
-    (accepted) => {
-      apiMetrics.ingestGroupSize.observe(accepted.groupSize);
-      apiMetrics.messagesAccepted.inc(accepted.messages);
-      apiMetrics.deliveriesCreated.inc(accepted.deliveries);
-      if (accepted.pending > 0) dispatcher.wake();
-    },
-    dispatcher.handoff,
-  );
-
-  const app = await buildApp({
-    config,
-    storage,
-    messages: ingestor,
-    wakeDispatcher: () => dispatcher.wake(),
-    renderMetrics: async () => {
-      const [own, theirs] = await Promise.all([registry.getMetricsAsJSON(), dispatcher.metricsJson()]);
-      const merged = AggregatorRegistry.aggregate([own, theirs] as Parameters<typeof AggregatorRegistry.aggregate>[0]);
-      return { contentType: merged.contentType, body: await merged.metrics() };
-    },
-    logger,
+  const renderMetrics = async () => {
+    const [own, theirs] = await Promise.all([registry.getMetricsAsJSON(), dispatcher ? dispatcher.metricsJson() : []]);
+    const merged = AggregatorRegistry.aggregate([own, theirs] as Parameters<typeof AggregatorRegistry.aggregate>[0]);
+    return { contentType: merged.contentType, body: await merged.metrics() };
+  };
+  const processStatus = (): ProcessStatus => ({
+    role,
+    required: dispatcher ? { dispatcher: dispatcher.isRunning() } : {},
+    optional: storage.engine === 'postgres' ? { notifications: wakeSignal.connected } : {},
   });
+
+  let app: FastifyInstance;
+  if (role === 'worker') {
+    app = await buildOperationsApp({ config, storage, renderMetrics, logger, processStatus });
+  } else {
+    const apiMetrics = createApiMetrics(registry);
+    const ingestor: MessageAccepter = new MessageIngestor(
+      storage,
+      (accepted) => {
+        apiMetrics.ingestGroupSize.observe(accepted.groupSize);
+        apiMetrics.messagesAccepted.inc(accepted.messages);
+        apiMetrics.deliveriesCreated.inc(accepted.deliveries);
+        if (accepted.pending > 0) wakeSignal.notify();
+      },
+      dispatcher?.handoff ?? null,
+    );
+    app = await buildApp({ config, storage, messages: ingestor, wakeDispatcher: () => wakeSignal.notify(), renderMetrics, logger, processStatus });
+  }
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-  logger.info({ url: `http://${host}:${port}`, database: config.databaseUrl, dispatcher: inThread ? 'thread' : 'in-process' }, 'hookrelay listening');
+  logger.info(
+    { url: `http://${host}:${port}`, role, database: withoutPassword(config.databaseUrl), dispatcher: dispatcher === null ? 'none' : inThread ? 'thread' : 'in-process' },
+    role === 'worker' ? 'hookrelay worker running; health and metrics listening' : 'hookrelay listening',
+  );
 
   let closing: Promise<void> | null = null;
   return {
@@ -105,7 +147,9 @@ export async function startServer(config: HookrelayConfig, logger: Logger = crea
       // Stop taking requests (in-flight ones finish and commit), then drain the dispatcher.
       closing ??= (async () => {
         await app.close();
-        await dispatcher.stop();
+        await retention?.stop();
+        await dispatcher?.stop();
+        await wakeSignal.close();
         await checkpointer?.stop();
         await storage.close();
       })();
@@ -128,4 +172,16 @@ async function bootstrapApiKey(config: HookrelayConfig, storage: Storage, dataDi
   writeFileSync(file, key + '\n', { mode: 0o600 });
   logger.warn({ file }, 'created the first API key; it is stored hashed, and its only plain copy is this file');
   return key;
+}
+
+/** The database URL for a log line: a PostgreSQL password does not belong in logs. */
+function withoutPassword(databaseUrl: string): string {
+  if (!isPostgresUrl(databaseUrl)) return databaseUrl;
+  try {
+    const url = new URL(databaseUrl);
+    if (url.password) url.password = '***';
+    return url.toString();
+  } catch {
+    return 'postgres://(unparsable URL)';
+  }
 }

@@ -59,10 +59,13 @@ export interface MessageRow {
   app_id: string;
   event_type: string;
   event_id: string | null;
+  /** '{}' once the content was expunged (expunged_at set). */
   payload: string;
   channels: string | null;
   tags: string | null;
   created_at: number;
+  /** When the payload was expunged; null while it is the original. Tells an expunged '{}' from a real one. */
+  expunged_at: number | null;
 }
 
 /** One message to one endpoint: the unit the dispatcher claims, sends and retries. */
@@ -115,6 +118,13 @@ export interface IdempotencyKeyRow {
   expires_at: number;
 }
 
+/** A token bucket per rate-limited endpoint: tokens refill at rateLimit per second up to a small burst. */
+export interface EndpointRateBucketRow {
+  endpoint_id: string;
+  tokens: number;
+  refilled_at: number;
+}
+
 export interface Database {
   applications: ApplicationRow;
   endpoints: EndpointRow;
@@ -125,4 +135,5 @@ export interface Database {
   attempts: AttemptRow;
   api_keys: ApiKeyRow;
   idempotency_keys: IdempotencyKeyRow;
+  endpoint_rate_buckets: EndpointRateBucketRow;
 }

@@ -13,6 +13,7 @@ import { KyselyDeliveryStore } from './stores/delivery-store.js';
 import { KyselyIngestStore } from './stores/ingest-store.js';
 import { KyselyApiKeyStore } from './stores/api-key-store.js';
 import { KyselyIdempotencyStore } from './stores/idempotency-store.js';
+import { KyselyRetentionStore } from './stores/retention-store.js';
 import { isPostgresUrl, sqlitePath, type HookrelayConfig } from '../config/config.js';
 import type { SecretBox } from '../secrets/secret-box.js';
 
@@ -96,6 +97,7 @@ export function assembleStorage(engine: Storage['engine'], db: Kysely<Database>,
     ingest: new KyselyIngestStore(db),
     apiKeys: new KyselyApiKeyStore(db),
     idempotency: new KyselyIdempotencyStore(db),
+    retention: new KyselyRetentionStore(db),
     async ping() {
       await sql`SELECT 1`.execute(db);
     },

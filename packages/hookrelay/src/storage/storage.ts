@@ -16,6 +16,7 @@ export interface Storage {
   readonly ingest: IngestStore;
   readonly apiKeys: ApiKeyStore;
   readonly idempotency: IdempotencyStore;
+  readonly retention: RetentionStore;
   /** Throws when the database cannot answer. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -96,6 +97,12 @@ export interface MessageStore {
   /** By id (`msg_...`) or by eventId, within the application. */
   find(appId: string, idOrEventId: string): Promise<Message | null>;
   list(appId: string, page: PageRequest, filter: MessageListFilter): Promise<ListPage<Message>>;
+  /**
+   * Replaces the stored payload with `{}` and marks the message expunged, so no later delivery of
+   * it is sent (DeliveryStore.loadContext leaves it out). False when the message is unknown.
+   * Expunging twice is harmless.
+   */
+  expungeContent(appId: string, msgId: string, now: number): Promise<boolean>;
 }
 
 export interface AttemptListFilter {
@@ -125,6 +132,8 @@ export interface ClaimedDelivery {
 
 export interface DeliveryTarget {
   updatedAt: number;
+  /** Sends per second at most (Svix's endpoint rateLimit), or null for no limit. */
+  rateLimit: number | null;
   /** When the earliest rotated-out key stops signing: a cached target is stale from then on. */
   validUntil: number;
   url: string;
@@ -173,7 +182,7 @@ export type AcceptOutcome = { ok: true; deliveries: AcceptedDelivery[] } | { ok:
 export interface AcceptLease {
   token: string;
   until: number;
-  accepts(endpointId: string): boolean;
+  accepts(endpoint: Endpoint): boolean;
 }
 
 /** Picks the endpoints (of the message's application, not disabled) a message goes to. */
@@ -195,21 +204,34 @@ export interface BacklogStats {
   oldestDueAgeMs: number;
 }
 
+/** How many deliveries a claim may take from one endpoint: one cap for all, or per endpoint. */
+export type PerEndpointCap = number | ((endpointId: string) => number);
+
 export interface DeliveryStore {
   /**
    * Claims up to `limit` due deliveries under a lease: each one's next attempt moves to
    * now + leaseMs, so a claimer that dies lets them fall due again. At most `perEndpoint` are taken
    * from one endpoint, and endpoints in `skipEndpoints` (saturated here) are passed over.
    */
-  claimDue(now: number, leaseMs: number, limit: number, perEndpoint: number, skipEndpoints: readonly string[]): Promise<ClaimedDelivery[]>;
+  claimDue(now: number, leaseMs: number, limit: number, perEndpoint: PerEndpointCap, skipEndpoints: readonly string[]): Promise<ClaimedDelivery[]>;
   /** Endpoint targets with plain signing keys, and when each was last changed. */
   loadTargets(endpointIds: readonly string[], now: number): Promise<Map<string, DeliveryTarget>>;
-  /** Payloads and endpoint targets (with plain signing keys) for a batch of claims. */
+  /**
+   * Payloads and endpoint targets (with plain signing keys) for a batch of claims. Messages whose
+   * content was expunged are left out, as deleted ones are: nothing of theirs is sent any more.
+   */
   loadContext(msgIds: readonly string[], endpointIds: readonly string[], now: number): Promise<DeliveryContext>;
   /** Records attempts and moves deliveries on, in one transaction; stale leases are ignored. */
   complete(outcomes: readonly DeliveryOutcome[]): Promise<void>;
   /** Gives claimed deliveries back, due at once (graceful shutdown). */
   release(claims: readonly { deliveryId: number; leaseToken: string }[]): Promise<void>;
+  /** Gives claimed deliveries back, each due at its own time, without counting an attempt. */
+  defer(deferrals: readonly { deliveryId: number; leaseToken: string; dueAt: number }[]): Promise<void>;
+  /**
+   * Takes up to `want` sends from the endpoint's token bucket, which refills at `ratePerSecond`
+   * and is shared by every dispatcher on the database; returns how many were granted.
+   */
+  takeSendTokens(endpointId: string, ratePerSecond: number, want: number, now: number): Promise<number>;
   /** Schedules a manual resend of a message to an endpoint. */
   resend(appId: string, msgId: string, endpointId: string, now: number): Promise<void>;
   /** epoch ms of the earliest pending next attempt, or null. */
@@ -238,4 +260,23 @@ export interface IdempotencyStore {
   complete(scope: string, key: string, statusCode: number, body: string): Promise<void>;
   /** Frees a reservation whose request failed, so the client may retry with the same key. */
   abandon(scope: string, key: string): Promise<void>;
+}
+
+/** What one retention batch removed; all zero means nothing expired is left. */
+export interface RetentionBatchResult {
+  messages: number;
+  deliveries: number;
+  attempts: number;
+  idempotencyKeys: number;
+}
+
+export interface RetentionStore {
+  /**
+   * Deletes one batch of expired data, at most `limit` rows of each kind, each kind in a short
+   * transaction of its own: attempts made before `cutoff` (epoch ms), finished deliveries of
+   * messages created before it, those messages once none of their deliveries is left (a message
+   * with a pending delivery stays), and idempotency keys expired at `now`. A `cutoff` of 0 keeps
+   * messages and attempts.
+   */
+  deleteExpiredBatch(cutoff: number, now: number, limit: number): Promise<RetentionBatchResult>;
 }

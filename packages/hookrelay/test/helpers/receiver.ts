@@ -8,8 +8,8 @@ export interface ReceivedRequest {
   receivedAt: number;
 }
 
-/** What the receiver does with a request: answer (after an optional delay) or never answer. */
-export type Reply = { status: number; headers?: Record<string, string>; body?: string; delayMs?: number } | { hang: true };
+/** What the receiver does with a request: answer (after an optional delay, or once `after` settles) or never answer. */
+export type Reply = { status: number; headers?: Record<string, string>; body?: string; delayMs?: number; after?: Promise<unknown> } | { hang: true };
 
 /**
  * A real HTTP receiver on 127.0.0.1 with a programmable reply per request. It records every
@@ -39,7 +39,8 @@ export class Receiver {
           res.writeHead(reply.status, reply.headers ?? {});
           res.end(reply.body ?? '');
         };
-        if (reply.delayMs) setTimeout(send, reply.delayMs);
+        if (reply.after) void reply.after.then(send, send);
+        else if (reply.delayMs) setTimeout(send, reply.delayMs);
         else send();
       });
     });

@@ -12,9 +12,12 @@ export interface ServerProcess {
   exited: Promise<number | string>;
 }
 
-/** Starts `hookrelay serve` as a real child process and waits until its API answers /health. */
-export async function spawnServer(env: Record<string, string>, port: number): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [CLI, 'serve'], {
+/**
+ * Starts `hookrelay serve` (with `args`, e.g. `--role worker`) as a real child process and waits
+ * until it answers /health (every role serves it).
+ */
+export async function spawnServer(env: Record<string, string>, port: number, args: readonly string[] = []): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [CLI, 'serve', ...args], {
     env: { ...process.env, HOOKRELAY_LOG_LEVEL: 'warn', HOST: '127.0.0.1', PORT: String(port), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -124,6 +124,11 @@ async function dropAbandonedDatabases(client: Client): Promise<void> {
   }
 }
 
+/** The database name in a PostgreSQL URL, e.g. to ALTER DATABASE it or find its backends. */
+export function postgresDatabaseName(url: string): string {
+  return decodeURIComponent(new URL(url).pathname.slice(1));
+}
+
 /** The server's URL with another database name. */
 function postgresUrl(database: string): string {
   const url = new URL(TEST_POSTGRES_URL!);

@@ -21,15 +21,17 @@ export function generateApiKey(): string {
 }
 
 /**
- * Routes answered without a token: liveness for load balancers and orchestrators, and the API's
- * own description (it holds no data). Matched on the route pattern Fastify resolved, not on the
- * raw URL, so no path trick can reach a protected handler through them. /metrics is NOT here:
- * its labels name endpoints and volumes, so a scraper must send the key (Prometheus:
+ * Routes answered without a token: liveness and readiness for load balancers and orchestrators,
+ * and the API's own description (it holds no data). Matched on the route pattern Fastify
+ * resolved, not on the raw URL, so no path trick can reach a protected handler through them.
+ * /metrics is NOT here: its labels name endpoints and volumes, so a scraper must send the key (Prometheus:
  * `authorization: { credentials_file: ... }` in the scrape config).
  */
+const PUBLIC_ROUTES = new Set(['/health', '/api/v1/health', '/health/ready', '/api/v1/health/ready', '/api/v1/openapi.json']);
+
 export function isPublicRoute(routeUrl: string | undefined): boolean {
   if (routeUrl === undefined) return false;
-  return routeUrl === '/health' || routeUrl === '/api/v1/health' || routeUrl === '/api/v1/openapi.json' || routeUrl === '/docs' || routeUrl.startsWith('/docs/');
+  return PUBLIC_ROUTES.has(routeUrl) || routeUrl === '/docs' || routeUrl.startsWith('/docs/');
 }
 
 /** Positive lookups are cached briefly: a key is checked on every request, and keys are rarely revoked. */

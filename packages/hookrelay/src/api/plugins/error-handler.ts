@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { HookrelayError, type ValidationIssue } from '../../core/errors.js';
+import { isDatabaseUnavailable } from '../../storage/database-unavailable.js';
 import { isUnstorableText } from '../../storage/stores/constraint-violation.js';
 import type { RouteTable } from './route-table.js';
 
@@ -45,6 +46,7 @@ function decodePointer(segment: string): string {
 export function toApiError(error: unknown): HookrelayError {
   if (error instanceof HookrelayError) return error;
   if (isUnstorableText(error)) return new HookrelayError('bad_request', 'Text fields cannot contain the NUL character (U+0000)');
+  if (isDatabaseUnavailable(error)) return new HookrelayError('unavailable', 'The database cannot be reached now; retry later (a retry with the same Idempotency-Key or eventId cannot create a second message)');
   const fastifyError = error as Partial<FastifyError> & { validation?: AjvIssue[]; validationContext?: string };
   if (Array.isArray(fastifyError.validation)) {
     return new HookrelayError('validation', validationIssues(fastifyError.validationContext ?? 'body', fastifyError.validation));
@@ -72,6 +74,7 @@ export function installErrorHandling(app: FastifyInstance, routes: RouteTable): 
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const apiError = toApiError(error);
     if (apiError.status >= 500 && apiError.code === 'internal') request.log.error({ err: error }, 'request failed');
+    else if (isDatabaseUnavailable(error)) request.log.warn({ err: error }, 'request failed: the database cannot be reached');
     return sendApiError(reply, apiError);
   });
 

@@ -4,7 +4,7 @@ import { HookrelayError, notFound, validationError } from '../../core/errors.js'
 import type { Application, Message } from '../../storage/models.js';
 import type { ApiDeps } from '../build-app.js';
 import { idempotentResponseFor, markStoredByRoute } from '../plugins/idempotency.js';
-import { AppPath, Channel, HttpError, LIMITED_PATTERN, ListQuery, LOOKUP_ERRORS, Timestamp } from '../schemas/common.js';
+import { AppPath, Channel, HttpError, LIMITED_PATTERN, ListQuery, LOOKUP_ERRORS, NoContent, Timestamp } from '../schemas/common.js';
 import { ListResponseMessageOut, MessageIn, MessageOut, MessagePath, messageOutJson, toMessageOut } from '../schemas/message.js';
 import { checkIterator, checkUid, parseTimestamp, unique } from '../validate-input.js';
 import { requireApp, requireMessage } from './lookup.js';
@@ -152,6 +152,28 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = async
     async (request) => {
       const application = await requireApp(storage, request.params.app_id);
       return toMessageOut(await requireMessage(storage, application.id, request.params.msg_id), request.query.with_content);
+    },
+  );
+
+  app.delete(
+    '/app/:app_id/msg/:msg_id/content',
+    {
+      schema: {
+        operationId: 'v1.message.expunge-content',
+        tags,
+        summary: "Delete a message's payload",
+        description:
+          'The message is kept and reads with payload {}. Deliveries not yet sent are not sent any more: each is recorded as a failed attempt (HOOKRELAY_GONE) when it falls due. A request already on its way may still carry the payload.',
+        params: MessagePath,
+        response: { 204: NoContent, ...LOOKUP_ERRORS },
+      },
+    },
+    async (request, reply) => {
+      const application = await requireApp(storage, request.params.app_id);
+      const message = await requireMessage(storage, application.id, request.params.msg_id);
+      // Deleted by retention (or with its application) between the lookup and the update: 404 as well.
+      if (!(await storage.messages.expungeContent(application.id, message.id, Date.now()))) throw notFound('Message');
+      return reply.code(204).send();
     },
   );
 };

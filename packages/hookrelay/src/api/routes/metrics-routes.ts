@@ -7,7 +7,7 @@ import { HttpError } from '../schemas/common.js';
  * Prometheus metrics. Behind the API key like everything with data in it: Prometheus sends it with
  * `authorization: { type: Bearer, credentials_file: /path/to/key }` in the scrape config.
  */
-export const metricsRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = async (app, { deps }) => {
+export const metricsRoutes: FastifyPluginAsyncTypebox<{ deps: Pick<ApiDeps, 'renderMetrics'> }> = async (app, { deps }) => {
   app.get(
     '/metrics',
     {

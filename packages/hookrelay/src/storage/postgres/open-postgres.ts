@@ -40,7 +40,12 @@ export function createPostgresPool(options: PostgresOptions): Pool {
   });
   // Without a listener, an idle connection dropped by the server would crash the process; the pool
   // has already discarded it and opens a fresh one on demand.
-  pool.on('error', (error) => options.onIdleError?.(error));
+  pool.on('error', (error) => {
+    // pg-pool attaches the failed client to the error: logged as is, every line of an outage would
+    // dump the whole connection object, its cancel key included.
+    delete (error as Error & { client?: unknown }).client;
+    options.onIdleError?.(error);
+  });
   return pool;
 }
 

@@ -1,4 +1,4 @@
-import type { ClaimedDelivery } from '../storage.js';
+import type { ClaimedDelivery, PerEndpointCap } from '../storage.js';
 import { KyselyDeliveryStore, pickPerEndpoint } from '../stores/delivery-store.js';
 
 /**
@@ -9,7 +9,7 @@ import { KyselyDeliveryStore, pickPerEndpoint } from '../stores/delivery-store.j
  * concurrent claimers walk past each other's rows instead of racing for them.
  */
 export class PostgresDeliveryStore extends KyselyDeliveryStore {
-  override claimDue(now: number, leaseMs: number, limit: number, perEndpoint: number, skipEndpoints: readonly string[]): Promise<ClaimedDelivery[]> {
+  override claimDue(now: number, leaseMs: number, limit: number, perEndpoint: PerEndpointCap, skipEndpoints: readonly string[]): Promise<ClaimedDelivery[]> {
     return this.db.transaction().execute(async (trx) => {
       // Candidates over an endpoint's cap are locked too, until this short transaction commits;
       // another claimer skips them meanwhile, as it would once they are leased.

@@ -1,20 +1,22 @@
 import { randomUUID } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db-schema.js';
 import { DeliveryStatus, TriggerType } from '../models.js';
-import type { BacklogStats, ClaimedDelivery, DeliveryContext, DeliveryOutcome, DeliveryStore, DeliveryTarget } from '../storage.js';
+import type { BacklogStats, ClaimedDelivery, DeliveryContext, DeliveryOutcome, DeliveryStore, DeliveryTarget, PerEndpointCap } from '../storage.js';
 import type { SecretBox } from '../../secrets/secret-box.js';
+import { rateLimitBurst } from '../../core/rate-limit.js';
 
 /** How many due rows a claim looks at per row it may take, so per-endpoint caps can still fill a batch. */
 const SCAN_FACTOR = 4;
 
 /** Keeps at most `perEndpoint` candidates per endpoint, in order, so one busy endpoint cannot fill the batch. */
-export function pickPerEndpoint(candidates: readonly { id: number; endpoint_id: string }[], limit: number, perEndpoint: number): number[] {
+export function pickPerEndpoint(candidates: readonly { id: number; endpoint_id: string }[], limit: number, perEndpoint: PerEndpointCap): number[] {
   const picked: number[] = [];
   const perEndpointCount = new Map<string, number>();
+  const capOf = typeof perEndpoint === 'number' ? () => perEndpoint : perEndpoint;
   for (const row of candidates) {
     const count = perEndpointCount.get(row.endpoint_id) ?? 0;
-    if (count >= perEndpoint) continue;
+    if (count >= capOf(row.endpoint_id)) continue;
     perEndpointCount.set(row.endpoint_id, count + 1);
     picked.push(row.id);
     if (picked.length >= limit) break;
@@ -33,7 +35,7 @@ export class KyselyDeliveryStore implements DeliveryStore {
     this.#secretBox = secretBox;
   }
 
-  async claimDue(now: number, leaseMs: number, limit: number, perEndpoint: number, skipEndpoints: readonly string[]): Promise<ClaimedDelivery[]> {
+  async claimDue(now: number, leaseMs: number, limit: number, perEndpoint: PerEndpointCap, skipEndpoints: readonly string[]): Promise<ClaimedDelivery[]> {
     // The UPDATE re-checks that each picked row is still due, so a concurrent claimer that got
     // there first (its lease moved next_attempt_at into the future) is never overridden.
     const candidates = await this.dueCandidates(this.#db, now, limit, skipEndpoints).execute();
@@ -88,7 +90,7 @@ export class KyselyDeliveryStore implements DeliveryStore {
     const targets = new Map<string, DeliveryTarget>();
     if (endpointIds.length === 0) return targets;
     const [endpoints, secrets] = await Promise.all([
-      this.#db.selectFrom('endpoints').select(['id', 'url', 'headers', 'disabled', 'updated_at']).where('id', 'in', endpointIds).execute(),
+      this.#db.selectFrom('endpoints').select(['id', 'url', 'headers', 'disabled', 'updated_at', 'rate_limit']).where('id', 'in', endpointIds).execute(),
       this.#db
         .selectFrom('endpoint_secrets')
         .select(['endpoint_id', 'key_sealed', 'expires_at'])
@@ -100,6 +102,7 @@ export class KyselyDeliveryStore implements DeliveryStore {
     for (const e of endpoints) {
       targets.set(e.id, {
         updatedAt: e.updated_at,
+        rateLimit: e.rate_limit !== null && e.rate_limit > 0 ? e.rate_limit : null,
         validUntil: Number.MAX_SAFE_INTEGER,
         url: e.url,
         headers: JSON.parse(e.headers) as Record<string, string>,
@@ -121,7 +124,9 @@ export class KyselyDeliveryStore implements DeliveryStore {
   async loadContext(msgIds: readonly string[], endpointIds: readonly string[], now: number): Promise<DeliveryContext> {
     if (msgIds.length === 0) return { messages: new Map(), endpoints: new Map() };
     const [messages, endpoints] = await Promise.all([
-      this.#db.selectFrom('messages').select(['id', 'payload', 'created_at']).where('id', 'in', msgIds).execute(),
+      // An expunged message is left out as if deleted: the dispatcher records the delivery as a
+      // final failed attempt (HOOKRELAY_GONE) instead of sending '{}' where the event's body was.
+      this.#db.selectFrom('messages').select(['id', 'payload', 'created_at']).where('id', 'in', msgIds).where('expunged_at', 'is', null).execute(),
       this.loadTargets(endpointIds, now),
     ]);
     const context: DeliveryContext = { messages: new Map(), endpoints };
@@ -196,17 +201,50 @@ export class KyselyDeliveryStore implements DeliveryStore {
   }
 
   async release(claims: readonly { deliveryId: number; leaseToken: string }[]): Promise<void> {
-    if (claims.length === 0) return;
+    const now = Date.now();
+    await this.defer(claims.map((claim) => ({ ...claim, dueAt: now })));
+  }
+
+  async defer(deferrals: readonly { deliveryId: number; leaseToken: string; dueAt: number }[]): Promise<void> {
+    if (deferrals.length === 0) return;
     const now = Date.now();
     await this.#db.transaction().execute(async (trx) => {
-      for (const claim of claims) {
+      for (const d of deferrals) {
         await trx
           .updateTable('deliveries')
-          .set({ next_attempt_at: now, lease_token: null, updated_at: now })
-          .where('id', '=', claim.deliveryId)
-          .where('lease_token', '=', claim.leaseToken)
+          .set({ next_attempt_at: d.dueAt, lease_token: null, updated_at: now })
+          .where('id', '=', d.deliveryId)
+          .where('lease_token', '=', d.leaseToken)
           .execute();
       }
+    });
+  }
+
+  async takeSendTokens(endpointId: string, ratePerSecond: number, want: number, now: number): Promise<number> {
+    const capacity = rateLimitBurst(ratePerSecond);
+    return this.#db.transaction().execute(async (trx) => {
+      await trx.insertInto('endpoint_rate_buckets').values({ endpoint_id: endpointId, tokens: capacity, refilled_at: now }).onConflict((oc) => oc.column('endpoint_id').doNothing()).execute();
+      // The refill and the take are one transaction: on PostgreSQL the first UPDATE holds the row
+      // lock until commit, on SQLite the transaction holds the write lock, so two dispatchers can
+      // never spend the same tokens.
+      const refilled = await trx
+        .updateTable('endpoint_rate_buckets')
+        .set((eb) => ({
+          tokens: sql<number>`CASE WHEN ${eb.ref('tokens')} + (${now} - ${eb.ref('refilled_at')}) * ${ratePerSecond} / 1000.0 > ${capacity} THEN ${capacity} ELSE ${eb.ref('tokens')} + (${now} - ${eb.ref('refilled_at')}) * ${ratePerSecond} / 1000.0 END`,
+          refilled_at: sql<number>`CASE WHEN ${eb.ref('refilled_at')} > ${now} THEN ${eb.ref('refilled_at')} ELSE ${now} END`,
+        }))
+        .where('endpoint_id', '=', endpointId)
+        .returning('tokens')
+        .executeTakeFirstOrThrow();
+      const granted = Math.max(0, Math.min(want, Math.floor(Number(refilled.tokens) + 1e-9)));
+      if (granted > 0) {
+        await trx
+          .updateTable('endpoint_rate_buckets')
+          .set((eb) => ({ tokens: eb('tokens', '-', granted) }))
+          .where('endpoint_id', '=', endpointId)
+          .execute();
+      }
+      return granted;
     });
   }
 

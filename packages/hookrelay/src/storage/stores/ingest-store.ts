@@ -80,7 +80,7 @@ export class KyselyIngestStore implements IngestStore {
       const targets = fanOut(endpointsByApp.get(message.appId) ?? [], message);
       const mine: AcceptedDelivery[] = [];
       for (const endpoint of targets) {
-        const leased = lease !== null && lease.accepts(endpoint.id);
+        const leased = lease !== null && lease.accepts(endpoint);
         const leaseUntil = lease && leased ? lease.until : null;
         mine.push({ deliveryId: 0, endpointId: endpoint.id, endpointUpdatedAt: endpoint.updatedAt, leased });
         deliveries.push({

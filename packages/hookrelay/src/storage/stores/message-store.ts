@@ -6,6 +6,9 @@ import type { MessageListFilter, MessageStore } from '../storage.js';
 import { applyPageQuery, paginate, type PageQuery } from './paginate.js';
 import { timeWindowOnIds } from './time-window.js';
 
+/** What an expunged message's payload reads as, as Svix shows it: an empty object. */
+const EXPUNGED_PAYLOAD = '{}';
+
 export function messageFromRow(row: MessageRow): Message {
   return {
     id: row.id,
@@ -49,6 +52,18 @@ export class KyselyMessageStore implements MessageStore {
     const channel = filter.channel;
     // Newest first, as Svix lists messages.
     return paginate(page, 'descending', (m) => m.id, channel === undefined ? run : (query) => fetchMatching(run, query, (m) => m.channels?.includes(channel) ?? false));
+  }
+
+  async expungeContent(appId: string, msgId: string, now: number): Promise<boolean> {
+    // One statement: a claim that reads the message afterwards sees it expunged (loadContext
+    // skips it). The first expunge time is kept, so a repeat changes nothing.
+    const result = await this.#db
+      .updateTable('messages')
+      .set((eb) => ({ payload: EXPUNGED_PAYLOAD, expunged_at: eb.fn.coalesce('expunged_at', eb.val(now)) }))
+      .where('app_id', '=', appId)
+      .where('id', '=', msgId)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
   }
 }
 

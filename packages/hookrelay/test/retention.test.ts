@@ -1,0 +1,238 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { describe, test, type TestContext } from 'node:test';
+import { pino, type Logger } from 'pino';
+import { loadConfig } from '../src/config/config.js';
+import { startRetentionSweeper } from '../src/retention/retention-sweeper.js';
+import { SecretBox } from '../src/secrets/secret-box.js';
+import { generateEndpointSecret } from '../src/signing/endpoint-secret.js';
+import { DeliveryStatus, type Message } from '../src/storage/models.js';
+import { openStorage } from '../src/storage/open-storage.js';
+import type { ClaimedDelivery, DeliveryOutcome, EndpointFields, RetentionBatchResult, RetentionStore, Storage } from '../src/storage/storage.js';
+import { idAt } from './helpers/id-at.js';
+import { createTestDatabase, TEST_ENGINES, type TestDatabase } from './helpers/test-database.js';
+import { waitFor } from './helpers/wait-for.js';
+
+const DAY = 86_400_000;
+const RETENTION_MS = 30 * DAY;
+const SECRET_BOX = new SecretBox(createHash('sha256').update('retention').digest());
+const ENDPOINT: EndpointFields = { url: 'https://example.com/hook', uid: null, description: '', disabled: false, filterTypes: null, channels: null, rateLimit: null, metadata: {}, version: 1 };
+const NOTHING: RetentionBatchResult = { messages: 0, deliveries: 0, attempts: 0, idempotencyKeys: 0 };
+
+/** A logger that keeps its lines, to read what the sweeper reported. */
+function capturingLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  return { logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) }), lines };
+}
+
+async function openFresh(t: TestContext, engine: (typeof TEST_ENGINES)[number]): Promise<{ storage: Storage; database: TestDatabase }> {
+  const database = await createTestDatabase(engine);
+  const storage = await openStorage({ database: loadConfig({}, { databaseUrl: database.url }), secretBox: SECRET_BOX });
+  t.after(async () => {
+    await storage.close();
+    await database.drop();
+  });
+  return { storage, database };
+}
+
+/**
+ * Seven messages from 40 days ago and three from yesterday, each sent to two endpoints and
+ * attempted once at its own time. Of the old ones, the first has a delivery still pending (a
+ * retry due in an hour) and the second's deliveries failed for good; the rest succeeded.
+ */
+async function seed(storage: Storage, now: number) {
+  const app = await storage.applications.create({ name: 'retention', uid: null, rateLimit: null, metadata: {} });
+  for (let i = 0; i < 2; i++) await storage.endpoints.create(app.id, ENDPOINT, {}, generateEndpointSecret());
+  const messagesAt = (at: number, count: number): Message[] =>
+    Array.from({ length: count }, (_, i) => ({ id: idAt('msg', at + i), appId: app.id, eventType: 'order.created', eventId: null, payload: '{"n":1}', channels: null, tags: null, createdAt: at + i }));
+  const old = messagesAt(now - 40 * DAY, 7);
+  const young = messagesAt(now - DAY, 3);
+  const accepted = await storage.ingest.acceptBatch([...old, ...young].map((message) => ({ message, idempotency: null })), (endpoints) => endpoints);
+  assert.ok(accepted.every((o) => o.ok));
+
+  const claims = await storage.deliveries.claimDue(now, 60_000, 100, 100, []);
+  assert.equal(claims.length, 20);
+  const createdAt = new Map([...old, ...young].map((m) => [m.id, m.createdAt]));
+  const pendingClaim = claims.find((c) => c.msgId === old[0]!.id)!;
+  await storage.deliveries.complete(
+    claims.map((claim) => {
+      const at = createdAt.get(claim.msgId)! + 1_000;
+      if (claim === pendingClaim) return outcomeOf(claim, at, DeliveryStatus.Pending, now + 3_600_000);
+      return outcomeOf(claim, at, claim.msgId === old[1]!.id ? DeliveryStatus.Fail : DeliveryStatus.Success, null);
+    }),
+  );
+
+  // Expired idempotency keys, and a live one. The live one first: a reserve sweeps expired keys itself.
+  await storage.idempotency.reserve('scope', 'live', 'hash', now, DAY);
+  for (const key of ['expired-1', 'expired-2']) await storage.idempotency.reserve('scope', key, 'hash', now - 2 * DAY, DAY);
+  return { old, young, pendingClaim };
+}
+
+function outcomeOf(claim: ClaimedDelivery, at: number, status: DeliveryStatus, nextAttemptAt: number | null): DeliveryOutcome {
+  return {
+    deliveryId: claim.deliveryId,
+    leaseToken: claim.leaseToken,
+    nextAttemptAt,
+    attempt: {
+      id: idAt('atmpt', at),
+      msgId: claim.msgId,
+      endpointId: claim.endpointId,
+      appId: claim.appId,
+      url: ENDPOINT.url,
+      status,
+      responseStatusCode: status === DeliveryStatus.Success ? 200 : 500,
+      response: '',
+      responseDurationMs: 1,
+      triggerType: claim.triggerType,
+      errorCode: null,
+      createdAt: at,
+    },
+  };
+}
+
+/** Runs batches of `limit` until one is short in every kind, as the sweeper does; returns them all. */
+async function sweepAll(retention: RetentionStore, cutoff: number, now: number, limit: number): Promise<RetentionBatchResult[]> {
+  const batches: RetentionBatchResult[] = [];
+  for (;;) {
+    const batch = await retention.deleteExpiredBatch(cutoff, now, limit);
+    batches.push(batch);
+    if (Object.values(batch).every((n) => n < limit)) return batches;
+  }
+}
+
+function sum(batches: readonly RetentionBatchResult[]): RetentionBatchResult {
+  const total = { ...NOTHING };
+  for (const b of batches) for (const kind of Object.keys(total) as (keyof RetentionBatchResult)[]) total[kind] += b[kind];
+  return total;
+}
+
+/** Every delivery belongs to a message that exists, and no row left is older than the cutoff unless kept on purpose. */
+async function assertConsistent(database: TestDatabase): Promise<Record<string, unknown[]>> {
+  const dump = await database.dump();
+  const messageIds = new Set((dump['messages'] as { id: string }[]).map((m) => m.id));
+  for (const d of dump['deliveries'] as { msg_id: string }[]) assert.ok(messageIds.has(d.msg_id), `delivery of a deleted message ${d.msg_id}`);
+  return dump;
+}
+
+for (const engine of TEST_ENGINES) describe(`retention store (${engine})`, () => {
+  test('deletes expired messages, their finished deliveries and old attempts in bounded batches; keeps young data and pending deliveries', async (t) => {
+    const { storage, database } = await openFresh(t, engine);
+    const now = Date.now();
+    const { old, young, pendingClaim } = await seed(storage, now);
+
+    const batches = await sweepAll(storage.retention, now - RETENTION_MS, now, 3);
+    for (const batch of batches) for (const n of Object.values(batch)) assert.ok(n <= 3, `a batch deleted ${n} rows of one kind`);
+    assert.ok(batches.length >= 5, `14 old attempts take at least 5 batches of 3 (took ${batches.length})`);
+    // 14 old attempts; 13 finished deliveries of old messages (one is pending); 6 old messages
+    // (the one with a pending delivery stays); 2 expired idempotency keys.
+    assert.deepEqual(sum(batches), { messages: 6, deliveries: 13, attempts: 14, idempotencyKeys: 2 });
+
+    for (const m of old.slice(1)) assert.equal(await storage.messages.find(m.appId, m.id), null, 'an expired message is gone');
+    assert.ok(await storage.messages.find(old[0]!.appId, old[0]!.id), 'a message with a pending delivery is kept');
+    for (const m of young) assert.ok(await storage.messages.find(m.appId, m.id), 'a young message is kept');
+    const dump = await assertConsistent(database);
+    assert.equal(dump['deliveries']!.length, 7, "the pending delivery and the young messages' six");
+    assert.equal(dump['attempts']!.length, 6, "the young messages' attempts");
+    assert.deepEqual((dump['idempotency_keys'] as { key: string }[]).map((k) => k.key), ['live']);
+
+    // Once the pending delivery finishes, its message goes too; the attempt just made stays until it expires itself.
+    const [retry] = await storage.deliveries.claimDue(now + 3_600_000, 60_000, 10, 10, []);
+    assert.equal(retry?.deliveryId, pendingClaim.deliveryId);
+    await storage.deliveries.complete([outcomeOf(retry!, now, DeliveryStatus.Success, null)]);
+    assert.deepEqual(sum(await sweepAll(storage.retention, now - RETENTION_MS, now, 3)), { ...NOTHING, messages: 1, deliveries: 1 });
+    assert.equal(await storage.messages.find(old[0]!.appId, old[0]!.id), null);
+    const after = await assertConsistent(database);
+    assert.equal(after['attempts']!.length, 7);
+    assert.deepEqual(await storage.retention.deleteExpiredBatch(now - RETENTION_MS, now, 3), NOTHING, 'nothing left to delete');
+  });
+
+  test('a cutoff of 0 (retention off) keeps messages and attempts; expired idempotency keys still go', async (t) => {
+    const { storage, database } = await openFresh(t, engine);
+    const now = Date.now();
+    await seed(storage, now);
+    const before = await database.dump();
+    assert.deepEqual(await storage.retention.deleteExpiredBatch(0, now, 100), { ...NOTHING, idempotencyKeys: 2 });
+    const after = await database.dump();
+    for (const table of ['messages', 'deliveries', 'attempts']) assert.equal(after[table]!.length, before[table]!.length, table);
+  });
+
+  test('the sweeper deletes everything expired batch after batch, reports it, and stops at once', async (t) => {
+    const { storage, database } = await openFresh(t, engine);
+    const now = Date.now();
+    await seed(storage, now);
+    const { logger, lines } = capturingLogger();
+    const sweeper = startRetentionSweeper({ storage, retentionMs: RETENTION_MS, batchSize: 2, intervalMs: 60_000, logger });
+    const report = await waitFor('the sweep report', () => lines.find((l) => l['msg'] === 'retention: deleted expired data'));
+    assert.deepEqual([report['messages'], report['deliveries'], report['attempts'], report['idempotencyKeys']], [6, 13, 14, 2]);
+    assert.ok((report['batches'] as number) >= 7, `14 attempts take 7 batches of 2 at least (took ${String(report['batches'])})`);
+    const stopping = Date.now();
+    await sweeper.stop();
+    assert.ok(Date.now() - stopping < 1_000, 'stop does not wait for the 60 s interval');
+    assert.equal((await assertConsistent(database))['messages']!.length, 4);
+  });
+});
+
+describe('retention sweeper', () => {
+  /** A retention store that answers full batches `fullBatches` times, then empty ones; it records each call. */
+  function fakeStore(fullBatches: number, batchSize: number) {
+    const calls: { cutoff: number; now: number; limit: number; immediateRanSinceLastCall: boolean }[] = [];
+    let immediateRan = true;
+    const store: RetentionStore = {
+      async deleteExpiredBatch(cutoff, now, limit) {
+        calls.push({ cutoff, now, limit, immediateRanSinceLastCall: immediateRan });
+        immediateRan = false;
+        setImmediate(() => (immediateRan = true));
+        return calls.length <= fullBatches ? { ...NOTHING, attempts: batchSize } : NOTHING;
+      },
+    };
+    return { store, calls };
+  }
+
+  test('batches of a sweep are separated by a turn of the event loop, and share one cutoff', async () => {
+    const { store, calls } = fakeStore(20, 10);
+    const { logger } = capturingLogger();
+    const startedAt = Date.now();
+    const sweeper = startRetentionSweeper({ storage: { retention: store }, retentionMs: DAY, batchSize: 10, intervalMs: 60_000, logger });
+    await waitFor('the sweep to end', () => calls.length === 21);
+    await sweeper.stop();
+    assert.equal(calls.length, 21, 'one short batch ends the sweep');
+    assert.ok(calls.every((c) => c.immediateRanSinceLastCall), JSON.stringify(calls.map((c) => c.immediateRanSinceLastCall)) + 'the loop yielded before every batch');
+    assert.equal(new Set(calls.map((c) => c.cutoff)).size, 1);
+    assert.ok(Math.abs(calls[0]!.cutoff - (startedAt - DAY)) < 1_000);
+    assert.ok(calls.every((c) => c.limit === 10 && c.now === calls[0]!.now));
+  });
+
+  test('stop() ends a long sweep at the next batch; retention 0 passes cutoff 0', async () => {
+    const { store, calls } = fakeStore(Number.POSITIVE_INFINITY, 5);
+    const { logger } = capturingLogger();
+    const sweeper = startRetentionSweeper({ storage: { retention: store }, retentionMs: 0, batchSize: 5, intervalMs: 60_000, logger });
+    await waitFor('a few batches', () => calls.length >= 3);
+    await sweeper.stop();
+    const stoppedAt = calls.length;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(calls.length, stoppedAt, 'no batch after stop()');
+    assert.ok(calls.every((c) => c.cutoff === 0));
+  });
+
+  test('a failing batch is logged and the next sweep tries again', async () => {
+    let failures = 0;
+    let successes = 0;
+    const store: RetentionStore = {
+      async deleteExpiredBatch() {
+        if (failures === 0) {
+          failures++;
+          throw new Error('database unreachable');
+        }
+        successes++;
+        return NOTHING;
+      },
+    };
+    const { logger, lines } = capturingLogger();
+    const sweeper = startRetentionSweeper({ storage: { retention: store }, retentionMs: DAY, batchSize: 5, intervalMs: 20, logger });
+    await waitFor('a sweep after the failure', () => successes > 0);
+    await sweeper.stop();
+    const error = lines.find((l) => l['level'] === 50);
+    assert.match(String(error?.['msg']), /retention sweep failed/);
+    assert.match(JSON.stringify(error?.['err']), /database unreachable/);
+  });
+});
