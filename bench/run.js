@@ -5,7 +5,8 @@
 //      from the first publish to the last delivery;
 //   3. latency: publish-to-delivered p50/p90/p99 at a fixed offered rate.
 // Every loop is bounded in count and time; all traffic stays on 127.0.0.1.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
@@ -27,7 +28,8 @@ const TIME_LIMIT_MS = 180_000;
 const CLI = fileURLToPath(new URL('../packages/hookrelay/dist/src/cli/main.js', import.meta.url));
 const TOKEN = 'bench-token';
 
-const deadline = Date.now() + TIME_LIMIT_MS;
+/** Each deployment's measurement must end within TIME_LIMIT_MS. */
+let deadline = Date.now() + TIME_LIMIT_MS;
 const checkDeadline = () => {
   if (Date.now() > deadline) throw new Error('benchmark exceeded its time limit');
 };
@@ -77,18 +79,11 @@ async function rawCeiling(receiver) {
   return RAW_REQUESTS / seconds;
 }
 
-async function startHookrelay(port, dataDir) {
-  const child = spawn(process.execPath, [...(env.BENCH_NODE_ARGS ? env.BENCH_NODE_ARGS.split(' ') : []), CLI, 'serve'], {
-    env: {
-      ...process.env,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      HOOKRELAY_DATABASE_URL: `sqlite:${join(dataDir, 'bench.db')}`,
-      HOOKRELAY_API_KEY: TOKEN,
-      HOOKRELAY_SSRF_ALLOW: '127.0.0.1/32',
-      HOOKRELAY_LOG_LEVEL: 'warn',
-      HOOKRELAY_SYNC_COMMIT: String(SYNC_COMMIT),
-    },
+/** Starts `hookrelay serve` with `env` and extra CLI args; resolves once /health answers. */
+async function startHookrelay(env, args = []) {
+  const port = await freePort();
+  const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []), CLI, 'serve', ...args], {
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', HOOKRELAY_API_KEY: TOKEN, HOOKRELAY_SSRF_ALLOW: '127.0.0.1/32', HOOKRELAY_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
@@ -101,14 +96,72 @@ async function startHookrelay(port, dataDir) {
   throw new Error('hookrelay did not start');
 }
 
-/** CPU time (user + system, ms) the process has used so far, from /proc (Linux). */
-function serverCpuMs(pid) {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-  } catch {
-    return NaN;
+async function stopAll(children) {
+  await Promise.all(
+    children.map((child) => {
+      if (child.exitCode !== null) return undefined;
+      child.kill('SIGTERM');
+      return new Promise((r) => child.once('exit', r));
+    }),
+  );
+}
+
+/** The embedded mode: one `hookrelay serve` (API, dispatcher thread) on a fresh SQLite file. */
+async function deploySqlite() {
+  const dataDir = mkdtempSync(join(tmpdir(), 'hookrelay-bench-'));
+  const { child, url } = await startHookrelay({ HOOKRELAY_DATABASE_URL: `sqlite:${join(dataDir, 'bench.db')}`, HOOKRELAY_SYNC_COMMIT: String(SYNC_COMMIT) });
+  return {
+    label: `SQLite (WAL, synchronous=${SYNC_COMMIT ? 'FULL' : 'NORMAL'}), 1 process`,
+    url,
+    pids: [child.pid],
+    async stop() {
+      await stopAll([child]);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Scale-out mode: a fresh PostgreSQL database, one `--role api` process and `workers` `--role worker` processes. */
+async function deployPostgres(serverUrl, workers) {
+  const { default: pg } = await import('pg');
+  const name = `hookrelay_bench_${Date.now()}_${Math.random().toString(36).slice(2, 8)}`;
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  const dataDir = mkdtempSync(join(tmpdir(), 'hookrelay-bench-pg-'));
+  const env = { HOOKRELAY_DATABASE_URL: url.toString(), HOOKRELAY_DATA_DIR: dataDir, HOOKRELAY_MASTER_KEY: randomBytes(32).toString('base64') };
+  const migrated = spawnSync(process.execPath, [CLI, 'migrate'], { env: { ...process.env, ...env }, encoding: 'utf8' });
+  if (migrated.status !== 0) throw new Error(`migrate failed: ${migrated.stderr}`);
+  const api = await startHookrelay(env, ['--role', 'api']);
+  const children = [api.child];
+  for (let i = 0; i < workers; i++) children.push((await startHookrelay(env, ['--role', 'worker'])).child);
+  return {
+    label: `PostgreSQL, 1 API process + ${workers} worker process${workers > 1 ? 'es' : ''}`,
+    url: api.url,
+    pids: children.map((c) => c.pid),
+    async stop() {
+      await stopAll(children);
+      await admin.query(`DROP DATABASE ${name} WITH (FORCE)`);
+      await admin.end();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** CPU time (user + system, ms) the processes have used so far, from /proc (Linux). */
+function serverCpuMs(pids) {
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      total += ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+    } catch {
+      return NaN;
+    }
   }
+  return total;
 }
 
 async function freePort() {
@@ -121,12 +174,10 @@ async function freePort() {
   });
 }
 
-async function main() {
-  const dataDir = mkdtempSync(join(tmpdir(), 'hookrelay-bench-'));
-  const receiver = await startReceiver();
-  const raw = await rawCeiling(receiver);
-  const { child, url } = await startHookrelay(await freePort(), dataDir);
-  const api = new Pool(url, { connections: PUBLISH_CONNECTIONS });
+/** Throughput then latency against one deployment; returns the result object. */
+async function measure(deployment, receiver, raw) {
+  deadline = Date.now() + TIME_LIMIT_MS;
+  const api = new Pool(deployment.url, { connections: PUBLISH_CONNECTIONS });
   const call = async (method, path, body) => {
     const res = await api.request({ path, method, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: body && JSON.stringify(body) });
     const text = await res.body.text();
@@ -144,7 +195,7 @@ async function main() {
 
     // Throughput: publish as fast as the API accepts, count deliveries until all have arrived.
     const expected = THROUGHPUT_MESSAGES * FAN_OUT;
-    const cpuBefore = { bench: process.cpuUsage(), server: serverCpuMs(child.pid) };
+    const cpuBefore = { bench: process.cpuUsage(), server: serverCpuMs(deployment.pids) };
     let delivered = 0;
     let allDelivered;
     const done = new Promise((resolve) => (allDelivered = resolve));
@@ -168,7 +219,7 @@ async function main() {
     const throughput = expected / totalSeconds;
     const benchCpu = process.cpuUsage(cpuBefore.bench);
     const cpuShare = {
-      hookrelayCores: +((serverCpuMs(child.pid) - cpuBefore.server) / 1000 / totalSeconds).toFixed(2),
+      hookrelayCores: +((serverCpuMs(deployment.pids) - cpuBefore.server) / 1000 / totalSeconds).toFixed(2),
       benchProcessCores: +((benchCpu.user + benchCpu.system) / 1e6 / totalSeconds).toFixed(2),
     };
 
@@ -204,7 +255,7 @@ async function main() {
 
     const result = {
       machine: `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`,
-      storage: `SQLite (WAL, synchronous=${SYNC_COMMIT ? 'FULL' : 'NORMAL'})`,
+      deployment: deployment.label,
       applications: APPS,
       endpointsPerMessage: FAN_OUT,
       rawCeilingReqPerSec: Math.round(raw),
@@ -230,16 +281,36 @@ async function main() {
     };
     console.log(JSON.stringify(result, null, 2));
     console.log(
-      `\nraw ceiling ${result.rawCeilingReqPerSec} req/s | end to end ${result.throughput.deliveriesPerSec} deliveries/s ` +
+      `\n${deployment.label}: raw ceiling ${result.rawCeilingReqPerSec} req/s | end to end ${result.throughput.deliveriesPerSec} deliveries/s ` +
         `(${(result.throughput.ratioToRawCeiling * 100).toFixed(1)} % of raw) | latency at ${LATENCY_RATE} msg/s: ` +
-        `p50 ${result.latency.p50Ms} ms, p90 ${result.latency.p90Ms} ms, p99 ${result.latency.p99Ms} ms`,
+        `p50 ${result.latency.p50Ms} ms, p90 ${result.latency.p90Ms} ms, p99 ${result.latency.p99Ms} ms\n`,
     );
+    return result;
   } finally {
     await api.close();
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
+  }
+}
+
+async function main() {
+  const receiver = await startReceiver();
+  try {
+    const raw = await rawCeiling(receiver);
+    const modes = [() => deploySqlite()];
+    // BENCH_POSTGRES_URL (a server URL; a database is created and dropped per run) adds the
+    // scale-out mode with 1, 2 and 4 worker processes (BENCH_WORKERS to choose).
+    if (env.BENCH_POSTGRES_URL) {
+      for (const workers of (env.BENCH_WORKERS ?? '1,2,4').split(',').map(Number)) modes.push(() => deployPostgres(env.BENCH_POSTGRES_URL, workers));
+    }
+    for (const deploy of modes) {
+      const deployment = await deploy();
+      try {
+        await measure(deployment, receiver, raw);
+      } finally {
+        await deployment.stop();
+      }
+    }
+  } finally {
     await receiver.close();
-    rmSync(dataDir, { recursive: true, force: true });
   }
 }
 
