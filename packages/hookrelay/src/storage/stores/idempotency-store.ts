@@ -8,22 +8,18 @@ import type { IdempotencyStore, StoredResponse } from '../storage.js';
  */
 export const STALE_RESERVATION_MS = 60_000;
 
-/** Expired rows are swept at most this often, by whichever reserve call comes along. */
-const SWEEP_INTERVAL_MS = 60_000;
-
 /** Attempts at the insert/replace race before giving the caller what is stored. */
 const MAX_RACES = 5;
 
 export class KyselyIdempotencyStore implements IdempotencyStore {
   readonly #db: Kysely<Database>;
-  #lastSweep = 0;
 
   constructor(db: Kysely<Database>) {
     this.#db = db;
   }
 
   async reserve(scope: string, key: string, requestHash: string, now: number, ttlMs: number): Promise<StoredResponse | null> {
-    await this.#sweep(now);
+    // Expired rows are removed in batches by the retention sweeper; one met here is replaced below.
     const fresh = { request_hash: requestHash, status_code: null, response_body: null, created_at: now, expires_at: now + ttlMs };
     let row: IdempotencyKeyRow | undefined;
     // Every step is a single conditional statement, so two concurrent reservers (even in two
@@ -64,12 +60,6 @@ export class KyselyIdempotencyStore implements IdempotencyStore {
   async abandon(scope: string, key: string): Promise<void> {
     // Only an unfinished reservation: a completed response must keep replaying.
     await this.#db.deleteFrom('idempotency_keys').where('scope', '=', scope).where('key', '=', key).where('status_code', 'is', null).execute();
-  }
-
-  async #sweep(now: number): Promise<void> {
-    if (now - this.#lastSweep < SWEEP_INTERVAL_MS) return;
-    this.#lastSweep = now;
-    await this.#db.deleteFrom('idempotency_keys').where('expires_at', '<=', now).execute();
   }
 }
 
