@@ -455,6 +455,7 @@ for (const engine of TEST_ENGINES) describe(`API CRUD (${engine})`, () => {
         deliveryId: claim.deliveryId,
         leaseToken: claim.leaseToken,
         nextAttemptAt: null,
+        health: null,
         attempt: {
           id: newId('atmpt'),
           msgId: claim.msgId,
@@ -469,7 +470,7 @@ for (const engine of TEST_ENGINES) describe(`API CRUD (${engine})`, () => {
           errorCode: null,
           createdAt: Date.now(),
         },
-      })),
+      })), { disableAfterMs: null },
     );
     return claims.length;
   }

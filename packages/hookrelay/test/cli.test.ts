@@ -53,6 +53,13 @@ test('migrate, api-key create, first start: keys work, secrets are sealed, key f
   const secretBody = secret.slice('whsec_'.length);
   assert.ok(files.every((bytes) => !bytes.includes(secretBody) && !bytes.includes(Buffer.from(secretBody, 'base64'))), 'the endpoint secret is not stored in plain text');
   assert.ok(files.every((bytes) => !bytes.includes(cliKey)), 'the API key is not stored in plain text');
+
+  // Another master key cannot open the stored secrets: the start is refused, naming the setting,
+  // instead of a server whose every delivery would fail.
+  const otherKey = Buffer.alloc(32, 7).toString('base64');
+  const refused = run(['serve'], { ...env, HOOKRELAY_MASTER_KEY: otherKey, PORT: String(await freePort()) });
+  assert.equal(refused.status, 78, refused.stderr);
+  assert.match(refused.stderr, /HOOKRELAY_MASTER_KEY.*another master key/);
 });
 
 test('a fresh database gets a first API key in an owner-only file', async (t) => {

@@ -52,7 +52,12 @@ test('every bad value names its setting', () => {
     [{ HOOKRELAY_RETENTION: '1w' }, 'HOOKRELAY_RETENTION'],
     [{ HOOKRELAY_RETENTION_BATCH: '0' }, 'HOOKRELAY_RETENTION_BATCH'],
     [{ HOOKRELAY_RETENTION_INTERVAL: '0' }, 'HOOKRELAY_RETENTION_INTERVAL'],
+    [{ HOOKRELAY_ENDPOINT_DISABLE_AFTER: 'never' }, 'HOOKRELAY_ENDPOINT_DISABLE_AFTER'],
+    // The default request timeout is 15s: a 10s lease could lapse while its request still runs.
+    [{ HOOKRELAY_LEASE: '10s' }, 'HOOKRELAY_LEASE'],
+    [{ HOOKRELAY_LEASE: '5s', HOOKRELAY_REQUEST_TIMEOUT: '5s' }, 'HOOKRELAY_LEASE'],
   ];
+  assert.equal(loadConfig({ HOOKRELAY_LEASE: '2s', HOOKRELAY_REQUEST_TIMEOUT: '1s' }).leaseMs, 2_000);
   for (const [env, setting] of cases) {
     assert.throws(() => loadConfig(env), (error: unknown) => error instanceof ConfigError && error.setting === setting && error.message.includes(setting), setting);
   }

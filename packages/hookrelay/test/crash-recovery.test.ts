@@ -28,6 +28,7 @@ for (const engine of TEST_ENGINES) describe(`crash recovery (${engine})`, () => 
       HOOKRELAY_API_KEY: TOKEN,
       HOOKRELAY_SSRF_ALLOW: '127.0.0.1/32',
       HOOKRELAY_LEASE: '2s',
+      HOOKRELAY_REQUEST_TIMEOUT: '1s',
       HOOKRELAY_ENDPOINT_CONCURRENCY: '8',
     };
     let server: ServerProcess | null = null;

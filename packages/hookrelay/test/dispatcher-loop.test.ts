@@ -34,6 +34,7 @@ function fakeStorage(due: ClaimedDelivery[]) {
     },
     async complete(outcomes: readonly DeliveryOutcome[]) {
       completed.push(...outcomes);
+      return { disabledEndpoints: [] };
     },
     async release() {},
     async nextDueAt() {

@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -90,10 +91,58 @@ else describe('PostgreSQL engine', () => {
     }
   });
 
-  it('text PostgreSQL cannot store (the NUL character) is refused as bad input, not a 500', async () => {
+  it('the per-endpoint cap counts every claimer\'s live leases, and skips an endpoint another claim holds', async () => {
+    const storage = await openStorage({ database: loadConfig({}, { databaseUrl: database.url }), secretBox: SECRET_BOX });
+    const holder = new Client({ connectionString: database.url });
+    await holder.connect();
+    try {
+      const app = await storage.applications.create({ name: 'shared cap', uid: null, rateLimit: null, metadata: {} });
+      const fields = { uid: null, description: '', disabled: false, filterTypes: null, channels: null, rateLimit: null, metadata: {}, version: 1 };
+      const busy = await storage.endpoints.create(app.id, { ...fields, url: 'https://example.com/busy' }, {}, generateEndpointSecret());
+      const now = Date.now();
+      const items = Array.from({ length: 10 }, (_, i) => ({ message: { id: newId('msg', now + i), appId: app.id, eventType: 'a.b', eventId: null, payload: '{}', channels: null, tags: null, createdAt: now + i }, idempotency: null }));
+      await storage.ingest.acceptBatch(items, (endpoints) => endpoints);
+      const lease = 60_000;
+
+      // Claimer one takes the cap of 3; claimer two (same table, another "process") finds none left.
+      const first = await storage.deliveries.claimDue(now + 100, lease, 100, 3, []);
+      assert.equal(first.length, 3);
+      const passedOver = new Set<string>();
+      assert.deepEqual(await storage.deliveries.claimDue(now + 100, lease, 100, 3, [], { inFlight: 3, passedOver }), []);
+      assert.deepEqual([...passedOver], [busy.id], 'the claim says which endpoint it left due work behind at');
+
+      // One outcome written frees one slot, whoever claims next.
+      const [done, ...stillOut] = first;
+      await storage.deliveries.complete([{ deliveryId: done!.deliveryId, leaseToken: done!.leaseToken, nextAttemptAt: null, health: 'success', attempt: { id: newId('atmpt'), msgId: done!.msgId, endpointId: busy.id, appId: app.id, url: 'https://example.com/busy', status: 0, responseStatusCode: 200, response: '', responseDurationMs: 1, triggerType: 0, errorCode: null, createdAt: now + 200 } }], { disableAfterMs: null });
+      assert.equal((await storage.deliveries.claimDue(now + 300, lease, 100, 3, [])).length, 1);
+
+      // While another claim holds the endpoint's row, this one skips it rather than counting at the same time.
+      await holder.query('BEGIN');
+      await holder.query('SELECT id FROM endpoints WHERE id = $1 FOR NO KEY UPDATE', [busy.id]);
+      const held = new Set<string>();
+      const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the claim waited for the other transaction')), 5_000).unref());
+      // (This suite's database also holds the other tests' deliveries: only this endpoint's count here.)
+      const whileHeld = await Promise.race([storage.deliveries.claimDue(now + lease + 400, lease, 100, 10, [], { inFlight: 10, passedOver: held }), timeout]);
+      assert.deepEqual(whileHeld.filter((c) => c.endpointId === busy.id), []);
+      assert.deepEqual([...held], [busy.id]);
+      await holder.query('COMMIT');
+
+      // Leases that lapsed (a crashed claimer) no longer count: their rows are due and the slots free.
+      const afterLapse = (await storage.deliveries.claimDue(now + lease + 500, lease, 100, 10, [])).filter((c) => c.endpointId === busy.id);
+      assert.equal(afterLapse.length, 9, 'every delivery but the finished one');
+      assert.ok(stillOut.every((c) => afterLapse.some((a) => a.deliveryId === c.deliveryId)), 'the lapsed claims are among those taken again');
+    } finally {
+      await holder.end();
+      await storage.close();
+    }
+  });
+
+  it('text PostgreSQL cannot store (the NUL character) is refused as bad input, not a 500, even past the API check', async () => {
     const h = await startHarness({ engine: 'postgres' });
     try {
-      const res = await h.request('POST', '/api/v1/app', { body: { name: 'nul \u0000 inside' } });
+      // In a body the API refuses it on both engines (test/api-bad-input); in a path it reaches the
+      // database, which refuses it: still the client's mistake.
+      const res = await h.request('GET', '/api/v1/app/nul%00inside');
       assert.equal(res.status, 400, res.text);
       assert.equal(res.body.code, 'bad_request');
       const app = await h.request('POST', '/api/v1/app', { body: { name: 'fine' } });
@@ -105,9 +154,26 @@ else describe('PostgreSQL engine', () => {
     }
   });
 
+  it('a server that accepts the connection and never answers fails the connect after HOOKRELAY_PG_CONNECT_TIMEOUT', async () => {
+    // A TCP listener on loopback that swallows everything: as a PostgreSQL behind a black-holing network looks.
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as AddressInfo).port;
+    const pool = createPostgresPool({ url: `postgres://postgres@127.0.0.1:${port}/test`, poolSize: 1, statementTimeoutMs: 0, connectTimeoutMs: 300 });
+    try {
+      await assert.rejects(pool.query('SELECT 1'), /connection timeout/, 'failed by the connect timeout, not by the kernel minutes later');
+      assert.ok(sockets.size >= 1, 'the pool did reach the listener');
+    } finally {
+      await pool.end();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
   it('pooled connections carry the statement timeout, and one dropped while idle is replaced', async () => {
     const idleErrors: Error[] = [];
-    const pool = createPostgresPool({ url: database.url, poolSize: 2, statementTimeoutMs: 300, onIdleError: (error) => idleErrors.push(error) });
+    const pool = createPostgresPool({ url: database.url, poolSize: 2, statementTimeoutMs: 300, connectTimeoutMs: 10_000, onIdleError: (error) => idleErrors.push(error) });
     try {
       assert.equal((await pool.query<{ statement_timeout: string }>('SHOW statement_timeout')).rows[0]!.statement_timeout, '300ms');
       await assert.rejects(pool.query('SELECT pg_sleep(5)'), (error: unknown) => (error as { code?: string }).code === '57014', 'canceled by statement_timeout');

@@ -59,7 +59,7 @@ async function seed(storage: Storage, now: number) {
       const at = createdAt.get(claim.msgId)! + 1_000;
       if (claim === pendingClaim) return outcomeOf(claim, at, DeliveryStatus.Pending, now + 3_600_000);
       return outcomeOf(claim, at, claim.msgId === old[1]!.id ? DeliveryStatus.Fail : DeliveryStatus.Success, null);
-    }),
+    }), { disableAfterMs: null },
   );
 
   // Expired idempotency keys, and a live one. The live one first: a reserve sweeps expired keys itself.
@@ -73,6 +73,7 @@ function outcomeOf(claim: ClaimedDelivery, at: number, status: DeliveryStatus, n
     deliveryId: claim.deliveryId,
     leaseToken: claim.leaseToken,
     nextAttemptAt,
+    health: null,
     attempt: {
       id: idAt('atmpt', at),
       msgId: claim.msgId,
@@ -138,7 +139,7 @@ for (const engine of TEST_ENGINES) describe(`retention store (${engine})`, () =>
     // Once the pending delivery finishes, its message goes too; the attempt just made stays until it expires itself.
     const [retry] = await storage.deliveries.claimDue(now + 3_600_000, 60_000, 10, 10, []);
     assert.equal(retry?.deliveryId, pendingClaim.deliveryId);
-    await storage.deliveries.complete([outcomeOf(retry!, now, DeliveryStatus.Success, null)]);
+    await storage.deliveries.complete([outcomeOf(retry!, now, DeliveryStatus.Success, null)], { disableAfterMs: null });
     assert.deepEqual(sum(await sweepAll(storage.retention, now - RETENTION_MS, now, 3)), { ...NOTHING, messages: 1, deliveries: 1 });
     assert.equal(await storage.messages.find(old[0]!.appId, old[0]!.id), null);
     const after = await assertConsistent(database);

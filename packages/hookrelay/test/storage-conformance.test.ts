@@ -67,6 +67,7 @@ for (const engine of TEST_ENGINES) describe(`storage conformance (${engine})`, (
       deliveryId: claim.deliveryId,
       leaseToken: claim.leaseToken,
       nextAttemptAt: retryAt,
+      health: null,
       attempt: {
         id: newId('atmpt', createdAt),
         msgId: claim.msgId,
@@ -109,7 +110,7 @@ for (const engine of TEST_ENGINES) describe(`storage conformance (${engine})`, (
 
     const expired = await storage.deliveries.claimDue(now + LEASE_MS, LEASE_MS, 100, 100, []);
     assert.equal(expired.length, 15, 'an expired lease makes the delivery due again');
-    await storage.deliveries.complete(expired.map((claim) => outcome(claim, now + LEASE_MS)));
+    await storage.deliveries.complete(expired.map((claim) => outcome(claim, now + LEASE_MS)), { disableAfterMs: null });
     assert.equal(await storage.deliveries.nextDueAt(), null);
   });
 
@@ -122,9 +123,9 @@ for (const engine of TEST_ENGINES) describe(`storage conformance (${engine})`, (
     assert.equal(current?.deliveryId, stale.deliveryId, 'the lapsed lease let another claim take it');
     assert.notEqual(current.leaseToken, stale.leaseToken);
 
-    await storage.deliveries.complete([outcome(stale, t0 + 1_500)]);
+    await storage.deliveries.complete([outcome(stale, t0 + 1_500)], { disableAfterMs: null });
     assert.equal(await storage.deliveries.nextDueAt(), t0 + 1_000 + LEASE_MS, 'the stale completion left the delivery under the current lease');
-    await storage.deliveries.complete([outcome(current, t0 + 2_000, t0 + 5_000)]);
+    await storage.deliveries.complete([outcome(current, t0 + 2_000, t0 + 5_000)], { disableAfterMs: null });
     assert.equal(await storage.deliveries.nextDueAt(), t0 + 5_000, 'a retry is scheduled at its own time');
     const [retry] = await storage.deliveries.claimDue(t0 + 5_000, LEASE_MS, 10, 10, []);
     assert.equal(retry?.attempts, 1, 'the failed attempt was counted');
@@ -133,7 +134,7 @@ for (const engine of TEST_ENGINES) describe(`storage conformance (${engine})`, (
     assert.equal((await storage.deliveries.backlog(Date.now())).due, 1);
     const [again] = await storage.deliveries.claimDue(Date.now(), LEASE_MS, 10, 10, []);
     assert.equal(again?.deliveryId, retry!.deliveryId, 'a released delivery is due at once');
-    await storage.deliveries.complete([outcome(again!, Date.now())]);
+    await storage.deliveries.complete([outcome(again!, Date.now())], { disableAfterMs: null });
     assert.equal(await storage.deliveries.nextDueAt(), null);
 
     await storage.deliveries.resend(appId, again!.msgId, again!.endpointId, Date.now());
@@ -141,7 +142,7 @@ for (const engine of TEST_ENGINES) describe(`storage conformance (${engine})`, (
     assert.equal(manual?.deliveryId, again!.deliveryId, 'a resend reopens the same delivery');
     assert.equal(manual.triggerType, TriggerType.Manual);
     assert.equal(manual.attempts, 0);
-    await storage.deliveries.complete([outcome(manual, Date.now())]);
+    await storage.deliveries.complete([outcome(manual, Date.now())], { disableAfterMs: null });
     const attempts = await storage.attempts.listByMessage(appId, manual.msgId, { limit: 10 }, {});
     assert.equal(attempts.data.length, 4, 'every attempt is logged, the stale claimer\'s too');
   });
@@ -155,7 +156,7 @@ for (const engine of TEST_ENGINES) describe(`storage conformance (${engine})`, (
       const ids = [...mine, ...theirs].map((claim) => claim.deliveryId);
       assert.equal(ids.length, 100, `every due delivery was claimed (${mine.length} + ${theirs.length})`);
       assert.equal(new Set(ids).size, 100, 'and none twice');
-      await storage.deliveries.complete([...mine, ...theirs].map((claim) => outcome(claim, t0 + 200)));
+      await storage.deliveries.complete([...mine, ...theirs].map((claim) => outcome(claim, t0 + 200)), { disableAfterMs: null });
     } finally {
       await other.close();
     }

@@ -27,6 +27,7 @@ export interface HookrelayConfig {
   pgPoolSize: number;
   /** PostgreSQL statement_timeout of every pooled connection, in ms; 0 leaves the server's own setting. */
   pgStatementTimeoutMs: number;
+  pgConnectTimeoutMs: number;
   /** When set, accepted as an admin bearer token besides the keys stored in the database. */
   apiKey: string | null;
   ssrfAllow: Cidr[];
@@ -41,6 +42,7 @@ export interface HookrelayConfig {
   sendSvixHeaders: boolean;
   endpointConcurrency: number;
   dispatcherConcurrency: number;
+  endpointDisableAfterMs: number;
   leaseMs: number;
   secretRotationGraceMs: number;
   idempotencyTtlMs: number;
@@ -132,6 +134,7 @@ export const SETTINGS = [
   setting({ key: 'dataDir', env: 'HOOKRELAY_DATA_DIR', parse: text, default: null, doc: 'Directory of the master key and the first API key (default: the SQLite file\'s directory, or ./data with PostgreSQL)' }),
   setting({ key: 'pgPoolSize', env: 'HOOKRELAY_PG_POOL_SIZE', parse: integer(1, 1000), default: 10, doc: 'PostgreSQL connections per pool at most (the API and the dispatcher thread have one each)' }),
   setting({ key: 'pgStatementTimeoutMs', env: 'HOOKRELAY_PG_STATEMENT_TIMEOUT', parse: duration, default: 30_000, doc: 'PostgreSQL statement_timeout of every connection (30s); 0 leaves the server\'s own setting' }),
+  setting({ key: 'pgConnectTimeoutMs', env: 'HOOKRELAY_PG_CONNECT_TIMEOUT', parse: duration, default: 10_000, doc: 'How long opening a PostgreSQL connection may take before it fails (10s); 0 waits forever' }),
   setting({ key: 'apiKey', env: 'HOOKRELAY_API_KEY', parse: text, default: null, doc: 'Extra admin bearer token for automation' }),
   setting({ key: 'ssrfAllow', env: 'HOOKRELAY_SSRF_ALLOW', parse: parseCidrList, default: [], doc: 'CIDRs deliveries may reach despite the SSRF guard, e.g. 127.0.0.1/32,::1/128' }),
   setting({ key: 'requireHttps', env: 'HOOKRELAY_REQUIRE_HTTPS', parse: boolean, default: false, doc: 'Refuse endpoint URLs that are not https' }),
@@ -143,6 +146,7 @@ export const SETTINGS = [
   setting({ key: 'sendSvixHeaders', env: 'HOOKRELAY_SVIX_HEADERS', parse: boolean, default: false, doc: 'Also send svix-id, svix-timestamp, svix-signature' }),
   setting({ key: 'endpointConcurrency', env: 'HOOKRELAY_ENDPOINT_CONCURRENCY', parse: integer(1, 1000), default: 20, doc: 'Requests in flight to one endpoint at most' }),
   setting({ key: 'dispatcherConcurrency', env: 'HOOKRELAY_DISPATCHER_CONCURRENCY', parse: integer(1, 10000), default: 512, doc: 'Requests in flight per dispatcher at most' }),
+  setting({ key: 'endpointDisableAfterMs', env: 'HOOKRELAY_ENDPOINT_DISABLE_AFTER', parse: duration, default: 5 * 86_400_000, doc: 'Disable an endpoint once every attempt to it has failed for this long, as Svix does (5d); 0 never disables' }),
   setting({ key: 'leaseMs', env: 'HOOKRELAY_LEASE', parse: duration, default: 60_000, doc: 'How long a claimed delivery stays reserved before another claim may take it' }),
   setting({ key: 'secretRotationGraceMs', env: 'HOOKRELAY_SECRET_ROTATION_GRACE', parse: duration, default: 24 * 3_600_000, doc: 'How long a rotated-out secret still signs (24h)' }),
   setting({ key: 'idempotencyTtlMs', env: 'HOOKRELAY_IDEMPOTENCY_TTL', parse: duration, default: 24 * 3_600_000, doc: 'How long an Idempotency-Key replays its response (24h)' }),
@@ -170,6 +174,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   // several processes correct), it is just not how Hookrelay scales (see docs/deploy.md).
   if (merged.role !== 'all' && !isPostgresUrl(merged.databaseUrl) && sqlitePath(merged.databaseUrl) === ':memory:') {
     throw new ConfigError('HOOKRELAY_ROLE', `role ${merged.role} needs a database other processes can open; an in-memory SQLite database is private to this process (use role all)`);
+  }
+  // A lease that can run out while its request is still running lets another claim send the same
+  // delivery again while nothing has crashed.
+  if (merged.leaseMs <= merged.requestTimeoutMs) {
+    throw new ConfigError('HOOKRELAY_LEASE', `must be longer than HOOKRELAY_REQUEST_TIMEOUT (${merged.requestTimeoutMs} ms), or a delivery still in flight could be claimed and sent again`);
   }
   // A sweep that finds nothing costs a few indexed reads; more often than every second is a mistake.
   if (merged.retentionIntervalMs < 1_000) throw new ConfigError('HOOKRELAY_RETENTION_INTERVAL', 'must be at least 1s');

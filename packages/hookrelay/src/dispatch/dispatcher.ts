@@ -22,6 +22,8 @@ export interface DispatcherOptions {
   /** Requests in flight to one endpoint at most: a hanging endpoint holds only this many slots. */
   endpointConcurrency: number;
   sendSvixHeaders: boolean;
+  /** Failure tracking: disable an endpoint whose attempts have all failed for this long; null: never. */
+  disableFailingEndpointsAfterMs?: number | null;
   /** Refuse to send to http:// URLs (endpoints created before the setting was turned on). */
   requireHttps?: boolean;
   /** Upper bound on how long the loop sleeps without a wake-up: catches work written by others. */
@@ -60,6 +62,12 @@ export class Dispatcher {
   /** Claimed beyond an endpoint's free slots; started as its requests finish. */
   readonly #waiting = new Map<string, Job[]>();
   #outcomes: DeliveryOutcome[] = [];
+  /**
+   * Outcomes recorded but not yet written, in the buffer or in a write under way. They count
+   * against maxInFlight like requests in flight: if this process dies, each of them is a delivery
+   * that was sent but will be sent again, so maxInFlight bounds the duplicates a crash can cause.
+   */
+  #unsettled = 0;
   #flushScheduled = false;
   #flushing: Promise<void> = Promise.resolve();
   #wakeUp: (() => void) | null = null;
@@ -126,7 +134,7 @@ export class Dispatcher {
   async #loop(): Promise<void> {
     while (this.#running) {
       this.#woken = false;
-      const free = this.#o.maxInFlight - this.#inFlight - this.#waitingCount();
+      const free = this.#o.maxInFlight - this.#inFlight - this.#waitingTotal - this.#unsettled;
       let claimed = 0;
       this.#slotsExhausted = free < Math.min(MIN_CLAIM, this.#o.maxInFlight);
       if (!this.#slotsExhausted) {
@@ -176,17 +184,13 @@ export class Dispatcher {
     });
   }
 
-  #waitingCount(): number {
-    return this.#waitingTotal;
-  }
-
   /** Whether a delivery to this endpoint would start at once (the handoff's admission test). */
   accepts(endpointId: string): boolean {
     return this.#running && !this.#isFull() && !this.#isSaturated(endpointId);
   }
 
   #isFull(): boolean {
-    return this.#inFlight + this.#waitingTotal >= this.#o.maxInFlight;
+    return this.#inFlight + this.#waitingTotal + this.#unsettled >= this.#o.maxInFlight;
   }
 
   #isSaturated(endpointId: string): boolean {
@@ -202,10 +206,14 @@ export class Dispatcher {
       else this.#reportedSaturated.delete(endpointId);
       report({ endpointId, saturated });
     }
+    this.#reportFull();
+  }
+
+  #reportFull(): void {
     const full = this.#isFull();
-    if (full !== this.#reportedFull) {
+    if (full !== this.#reportedFull && this.#o.onCapacity) {
       this.#reportedFull = full;
-      report({ endpointId: null, saturated: full });
+      this.#o.onCapacity({ endpointId: null, saturated: full });
     }
   }
 
@@ -253,7 +261,9 @@ export class Dispatcher {
       else this.#pacedUntil.delete(endpointId);
     }
     const cap = (endpointId: string) => this.#rateCaps.get(endpointId) ?? this.#o.endpointConcurrency;
-    const claims = await this.#o.storage.deliveries.claimDue(now, this.#o.leaseMs, limit, cap, skip);
+    // The store adds endpoints whose cap other dispatchers fill (PostgreSQL): a request of ours to
+    // one of them finishing frees a slot, so it wakes the loop as for our own saturated ones.
+    const claims = await this.#o.storage.deliveries.claimDue(now, this.#o.leaseMs, limit, cap, skip, { inFlight: this.#o.endpointConcurrency, passedOver: this.#passedOver });
     const leaseUntil = now + this.#o.leaseMs;
     if (claims.length === 0) return 0;
     const context = await this.#o.storage.deliveries.loadContext(
@@ -399,7 +409,8 @@ export class Dispatcher {
     this.#o.metrics.attemptDuration.observe(result.durationMs / 1000);
     if (succeeded) this.#o.metrics.deliveryLatency.observe(Math.max(0, now - messageCreatedAt) / 1000);
     else this.#o.logger.info({ msgId: claim.msgId, endpointId: claim.endpointId, status: result.statusCode, errorCode: result.errorCode, attempt: attemptsMade, nextAttemptAt }, 'delivery attempt failed');
-    this.#outcomes.push({ deliveryId: claim.deliveryId, leaseToken: claim.leaseToken, attempt, nextAttemptAt });
+    this.#outcomes.push({ deliveryId: claim.deliveryId, leaseToken: claim.leaseToken, attempt, nextAttemptAt, health: retryable ? (succeeded ? 'success' : 'failure') : null });
+    this.#unsettled++;
     this.#scheduleFlush();
   }
 
@@ -422,9 +433,18 @@ export class Dispatcher {
     if (outcomes.length === 0) return;
     this.#outcomes = [];
     try {
-      await this.#o.storage.deliveries.complete(outcomes);
-      // A retry may now be due sooner than the loop planned to look again.
-      if (outcomes.some((o) => o.nextAttemptAt !== null)) this.wake();
+      const { disabledEndpoints } = await this.#o.storage.deliveries.complete(outcomes, { disableAfterMs: this.#o.disableFailingEndpointsAfterMs ?? null });
+      this.#unsettled -= outcomes.length;
+      for (const endpointId of disabledEndpoints) {
+        this.#targets.delete(endpointId);
+        this.#o.metrics.endpointsDisabled.inc();
+        this.#o.logger.warn({ endpointId, disableAfterMs: this.#o.disableFailingEndpointsAfterMs }, 'endpoint disabled: every attempt has failed for longer than HOOKRELAY_ENDPOINT_DISABLE_AFTER');
+      }
+      // A retry may now be due sooner than the loop planned to look again. Slots were freed: on
+      // PostgreSQL an endpoint's cap counts leases until their outcome is written, so this, not the
+      // response, is when a passed-over endpoint can take more.
+      if (this.#slotsExhausted || outcomes.some((o) => o.nextAttemptAt !== null || this.#passedOver.has(o.attempt.endpointId))) this.wake();
+      this.#reportFull();
     } catch (error) {
       // The leases still hold these deliveries; when they lapse the deliveries are tried again
       // (at-least-once). Keep the outcomes for the next flush meanwhile.

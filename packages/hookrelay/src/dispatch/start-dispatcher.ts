@@ -27,6 +27,7 @@ export function startDispatcher(config: HookrelayConfig, storage: Storage, logge
     endpointConcurrency: config.endpointConcurrency,
     sendSvixHeaders: config.sendSvixHeaders,
     requireHttps: config.requireHttps,
+    disableFailingEndpointsAfterMs: config.endpointDisableAfterMs > 0 ? config.endpointDisableAfterMs : null,
     ...(onCapacity ? { onCapacity } : {}),
   });
   dispatcher.start();

@@ -36,6 +36,11 @@ export function createDispatcherMetrics(registry: Registry) {
       registers: [registry],
     }),
     inFlight: new Gauge({ name: 'hookrelay_deliveries_in_flight', help: 'Delivery requests in flight now', registers: [registry] }),
+    endpointsDisabled: new Counter({
+      name: 'hookrelay_endpoints_disabled_total',
+      help: 'Endpoints disabled by failure tracking after failing for HOOKRELAY_ENDPOINT_DISABLE_AFTER',
+      registers: [registry],
+    }),
   };
 }
 

@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, Registry } from 'prom-client';
+import { ConfigError } from '../config/config-error.js';
 import { dataDirectory, isPostgresUrl, sqlitePath, type HookrelayConfig } from '../config/config.js';
 import { loadMasterKey } from '../secrets/master-key.js';
 import { SecretBox } from '../secrets/secret-box.js';
@@ -57,6 +58,14 @@ export async function startServer(config: HookrelayConfig, logger: Logger = crea
     secretBox: new SecretBox(masterKey),
     onIdleError: (error) => logger.warn({ err: error }, 'an idle database connection failed; it will be replaced'),
   });
+  // A process with another key would fail every delivery (on PostgreSQL, silently for the others).
+  if (!(await storage.endpoints.secretsReadable())) {
+    await storage.close();
+    throw new ConfigError(
+      'HOOKRELAY_MASTER_KEY',
+      'cannot decrypt the endpoint secrets stored in this database: they were sealed under another master key (every process sharing a database needs the same key)',
+    );
+  }
   const initialApiKey = await bootstrapApiKey(config, storage, dataDir, logger);
   // The WAL checkpointer is SQLite's alone; PostgreSQL checkpoints by itself.
   const databasePath = storage.engine === 'sqlite' ? sqlitePath(config.databaseUrl) : null;
@@ -122,7 +131,10 @@ export async function startServer(config: HookrelayConfig, logger: Logger = crea
         apiMetrics.deliveriesCreated.inc(accepted.deliveries);
         if (accepted.pending > 0) wakeSignal.notify();
       },
-      dispatcher?.handoff ?? null,
+      // The handoff decides from this process's own counts whether an endpoint has a free slot.
+      // On SQLite this process is the only dispatcher, so that is the whole truth; on PostgreSQL
+      // other workers share the endpoint's cap, and only a claim can see their leases.
+      storage.engine === 'sqlite' ? dispatcher?.handoff ?? null : null,
     );
     app = await buildApp({ config, storage, messages: ingestor, wakeDispatcher: () => wakeSignal.notify(), renderMetrics, logger, processStatus });
   }

@@ -125,6 +125,19 @@ export interface EndpointRateBucketRow {
   refilled_at: number;
 }
 
+/** One endpoint's current failing streak, shared by every dispatcher (see migration 0004). */
+export interface EndpointHealthRow {
+  endpoint_id: string;
+  consecutive_failures: number;
+  failing_since: number | null;
+  last_failure_at: number | null;
+  last_failure_code: string | null;
+  /** When a success last ended a failing streak. */
+  recovered_at: number | null;
+  /** When failure tracking disabled the endpoint; cleared when the endpoint is enabled again. */
+  disabled_at: number | null;
+}
+
 export interface Database {
   applications: ApplicationRow;
   endpoints: EndpointRow;
@@ -136,4 +149,5 @@ export interface Database {
   api_keys: ApiKeyRow;
   idempotency_keys: IdempotencyKeyRow;
   endpoint_rate_buckets: EndpointRateBucketRow;
+  endpoint_health: EndpointHealthRow;
 }

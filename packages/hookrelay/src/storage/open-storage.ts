@@ -18,7 +18,7 @@ import { isPostgresUrl, sqlitePath, type HookrelayConfig } from '../config/confi
 import type { SecretBox } from '../secrets/secret-box.js';
 
 /** The settings that say which database to open and how. */
-export type DatabaseSettings = Pick<HookrelayConfig, 'databaseUrl' | 'syncCommit' | 'pgPoolSize' | 'pgStatementTimeoutMs'>;
+export type DatabaseSettings = Pick<HookrelayConfig, 'databaseUrl' | 'syncCommit' | 'pgPoolSize' | 'pgStatementTimeoutMs' | 'pgConnectTimeoutMs'>;
 
 export interface OpenStorageOptions {
   database: DatabaseSettings;
@@ -37,6 +37,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
       url: database.databaseUrl,
       poolSize: database.pgPoolSize,
       statementTimeoutMs: database.pgStatementTimeoutMs,
+      connectTimeoutMs: database.pgConnectTimeoutMs,
       ...(options.onIdleError ? { onIdleError: options.onIdleError } : {}),
     });
     try {
@@ -64,7 +65,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
 /** Applies pending migrations to the configured database and closes it (`hookrelay migrate`). */
 export async function migrateDatabase(database: DatabaseSettings): Promise<number[]> {
   if (isPostgresUrl(database.databaseUrl)) {
-    const pool = createPostgresPool({ url: database.databaseUrl, poolSize: 1, statementTimeoutMs: database.pgStatementTimeoutMs });
+    const pool = createPostgresPool({ url: database.databaseUrl, poolSize: 1, statementTimeoutMs: database.pgStatementTimeoutMs, connectTimeoutMs: database.pgConnectTimeoutMs });
     try {
       return await migratePostgres(pool);
     } finally {

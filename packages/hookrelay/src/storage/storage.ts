@@ -60,6 +60,13 @@ export interface EndpointStore {
   update(appId: string, id: string, fields: EndpointFields): Promise<Endpoint>;
   setHeaders(appId: string, id: string, headers: Record<string, string>): Promise<Endpoint>;
   delete(appId: string, id: string): Promise<boolean>;
+  /**
+   * Whether this store's master key opens the secrets already stored (tried on the newest one);
+   * true when none is stored yet.
+   */
+  secretsReadable(): Promise<boolean>;
+  /** Failure tracking of an endpoint of the application; null when the endpoint is unknown. */
+  health(appId: string, idOrUid: string): Promise<EndpointHealth | null>;
   /** Current key first, then rotated-out keys still inside their grace period. */
   secrets(endpointId: string, now: number): Promise<EndpointSecret[]>;
   /** Makes `newSecret` current; the previous current key keeps signing until now + graceMs. */
@@ -152,6 +159,8 @@ export interface DeliveryOutcome {
   deliveryId: number;
   leaseToken: string;
   attempt: Attempt;
+  /** What the attempt says about the endpoint's health; null when no request was made (a refusal). */
+  health: 'success' | 'failure' | null;
   /** epoch ms of the next attempt, or null when the delivery is finished (success or given up). */
   nextAttemptAt: number | null;
 }
@@ -204,6 +213,29 @@ export interface BacklogStats {
   oldestDueAgeMs: number;
 }
 
+/** Failure tracking: when an endpoint whose every attempt fails is disabled. */
+export interface HealthPolicy {
+  /** Disable after this long without a success since the first failure; null: never. */
+  disableAfterMs: number | null;
+}
+
+/** An endpoint's current failing streak (epoch ms timestamps). */
+export interface EndpointHealth {
+  consecutiveFailures: number;
+  failingSince: number | null;
+  lastFailureAt: number | null;
+  lastFailureCode: string | null;
+  recoveredAt: number | null;
+  disabledAt: number | null;
+}
+
+/** The per-endpoint cap that every dispatcher on the database shares (see DeliveryStore.claimDue). */
+export interface SharedEndpointCap {
+  /** Requests in flight to one endpoint at most, over all dispatchers. */
+  inFlight: number;
+  passedOver: Set<string>;
+}
+
 /** How many deliveries a claim may take from one endpoint: one cap for all, or per endpoint. */
 export type PerEndpointCap = number | ((endpointId: string) => number);
 
@@ -212,8 +244,11 @@ export interface DeliveryStore {
    * Claims up to `limit` due deliveries under a lease: each one's next attempt moves to
    * now + leaseMs, so a claimer that dies lets them fall due again. At most `perEndpoint` are taken
    * from one endpoint, and endpoints in `skipEndpoints` (saturated here) are passed over.
+   * Engines where several dispatchers share each endpoint's in-flight cap (PostgreSQL) also count
+   * the endpoint's live leases against `shared.inFlight` (default: the per-claim cap), and add to
+   * `shared.passedOver` the endpoints whose due deliveries they left behind for that reason.
    */
-  claimDue(now: number, leaseMs: number, limit: number, perEndpoint: PerEndpointCap, skipEndpoints: readonly string[]): Promise<ClaimedDelivery[]>;
+  claimDue(now: number, leaseMs: number, limit: number, perEndpoint: PerEndpointCap, skipEndpoints: readonly string[], shared?: SharedEndpointCap): Promise<ClaimedDelivery[]>;
   /** Endpoint targets with plain signing keys, and when each was last changed. */
   loadTargets(endpointIds: readonly string[], now: number): Promise<Map<string, DeliveryTarget>>;
   /**
@@ -221,8 +256,11 @@ export interface DeliveryStore {
    * content was expunged are left out, as deleted ones are: nothing of theirs is sent any more.
    */
   loadContext(msgIds: readonly string[], endpointIds: readonly string[], now: number): Promise<DeliveryContext>;
-  /** Records attempts and moves deliveries on, in one transaction; stale leases are ignored. */
-  complete(outcomes: readonly DeliveryOutcome[]): Promise<void>;
+  /**
+   * Records attempts, moves deliveries on and updates the endpoints' failing streaks, in one
+   * transaction; stale leases are ignored. Returns the endpoints that the policy disabled.
+   */
+  complete(outcomes: readonly DeliveryOutcome[], policy: HealthPolicy): Promise<{ disabledEndpoints: string[] }>;
   /** Gives claimed deliveries back, due at once (graceful shutdown). */
   release(claims: readonly { deliveryId: number; leaseToken: string }[]): Promise<void>;
   /** Gives claimed deliveries back, each due at its own time, without counting an attempt. */

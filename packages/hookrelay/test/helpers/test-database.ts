@@ -54,6 +54,28 @@ export async function createTestDatabase(engine: TestEngine): Promise<TestDataba
   }
 }
 
+/**
+ * A TestDatabase for a PostgreSQL database made elsewhere than on TEST_POSTGRES_URL's server (a
+ * private cluster a test starts itself), with a fresh directory beside it. drop() runs
+ * `dropDatabase`, then removes the directory.
+ */
+export function postgresTestDatabase(url: string, dropDatabase: () => Promise<void>): TestDatabase {
+  const dir = mkdtempSync(join(tmpdir(), 'hookrelay-postgres-'));
+  return {
+    engine: 'postgres',
+    url,
+    dir,
+    dump: () => dumpPostgres(url),
+    async drop() {
+      try {
+        await dropDatabase();
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
 function dumpSqlite(path: string): Record<string, unknown[]> {
   const connection = openSqliteConnection({ path, syncCommit: false });
   try {

@@ -26,9 +26,27 @@ export function jsonDepthExceeds(text: string, limit: number): boolean {
 }
 
 /**
- * The JSON body parser: Fastify's own (with prototype-poisoning protection), plus two rules. An
+ * Whether a parsed body holds the NUL character (U+0000) in a string outside `payload`.
+ * PostgreSQL text cannot store it, so without this rule the same request would be stored on
+ * SQLite and refused on PostgreSQL. A message's payload is stored as serialized JSON, where NUL is
+ * an escape sequence, so it keeps the character on both engines.
+ */
+export function hasNulOutsidePayload(value: unknown, topLevel = true): boolean {
+  if (typeof value === 'string') return value.includes('\u0000');
+  if (Array.isArray(value)) return value.some((item) => hasNulOutsidePayload(item, false));
+  if (typeof value === 'object' && value !== null) {
+    for (const [key, item] of Object.entries(value)) {
+      if (key.includes('\u0000') || (!(topLevel && key === 'payload') && hasNulOutsidePayload(item, false))) return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * The JSON body parser: Fastify's own (with prototype-poisoning protection), plus three rules. An
  * empty body is no body, since many clients send Content-Type: application/json on bodiless
- * DELETEs and POSTs and Svix accepts them; and nesting is limited as above.
+ * DELETEs and POSTs and Svix accepts them; nesting is limited as above; and NUL is refused
+ * outside a payload, as above.
  */
 export function installJsonBodyParser(app: FastifyInstance): void {
   const parseJson = app.getDefaultJsonParser('error', 'error');
@@ -36,6 +54,12 @@ export function installJsonBodyParser(app: FastifyInstance): void {
     const text = body as string;
     if (text.length === 0) return done(null, undefined);
     if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) return done(new HookrelayError('invalid_json', `JSON nested deeper than ${MAX_JSON_DEPTH} levels`), undefined);
-    return parseJson(request, text, done);
+    // The walk runs only when the text holds the escape at all: almost never.
+    if (!text.includes('\\u0000')) return parseJson(request, text, done);
+    return parseJson(request, text, (error: Error | null, parsed?: unknown) => {
+      if (error) return done(error, undefined);
+      if (hasNulOutsidePayload(parsed)) return done(new HookrelayError('bad_request', 'Text fields cannot contain the NUL character (U+0000); only a message payload may'), undefined);
+      return done(null, parsed);
+    });
   });
 }

@@ -5,6 +5,7 @@ import type { EndpointFields } from '../../storage/storage.js';
 import type { ApiDeps } from '../build-app.js';
 import { AppPath, HttpError, LOOKUP_ERRORS, ListQuery, NoContent } from '../schemas/common.js';
 import {
+  EndpointHealthOut,
   EndpointHeadersIn,
   EndpointHeadersOut,
   EndpointHeadersPatchIn,
@@ -16,6 +17,7 @@ import {
   EndpointSecretRotateIn,
   EndpointUpdate,
   ListResponseEndpointOut,
+  toEndpointHealthOut,
   toEndpointHeadersOut,
   toEndpointOut,
 } from '../schemas/endpoint.js';
@@ -191,6 +193,26 @@ export const endpointRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = asyn
       const endpoint = await requireEndpoint(storage, application.id, request.params.endpoint_id);
       await storage.endpoints.setHeaders(application.id, endpoint.id, mergeHeaders(endpoint.headers, headers, deleteHeaders));
       return reply.code(204).send();
+    },
+  );
+
+  app.get(
+    '/app/:app_id/endpoint/:endpoint_id/health',
+    {
+      schema: {
+        operationId: 'v1.endpoint.get-health',
+        tags,
+        summary: "Get the endpoint's failure tracking",
+        description: 'Hookrelay extension: the current failing streak, shared by every worker. An endpoint whose attempts all fail for HOOKRELAY_ENDPOINT_DISABLE_AFTER is disabled.',
+        params: EndpointPath,
+        response: { 200: EndpointHealthOut, ...LOOKUP_ERRORS },
+      },
+    },
+    async (request) => {
+      const application = await requireApp(storage, request.params.app_id);
+      const health = await storage.endpoints.health(application.id, request.params.endpoint_id);
+      if (!health) throw notFound('Endpoint');
+      return toEndpointHealthOut(health);
     },
   );
 

@@ -1,5 +1,6 @@
 import { Type, type Static } from 'typebox';
 import type { Endpoint } from '../../storage/models.js';
+import type { EndpointHealth } from '../../storage/storage.js';
 import { Channel, iso, LIMITED_PATTERN, ListResponse, Metadata, Nullable, RateLimit, Timestamp, Uid } from './common.js';
 
 /** An event type name, a prefix wildcard (`order.*`) or `*`: what core/event-type-filter matches. */
@@ -99,6 +100,31 @@ export const EndpointHeadersOut = Type.Object(
 export type EndpointHeadersOut = Static<typeof EndpointHeadersOut>;
 
 export const EndpointSecretOut = Type.Object({ key: Type.String({ examples: ['whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD'] }) }, { title: 'EndpointSecretOut' });
+
+/** Hookrelay's failure tracking of an endpoint (not in Svix's API): its current failing streak. */
+export const EndpointHealthOut = Type.Object(
+  {
+    consecutiveFailures: Type.Integer({ description: 'Failed attempts since the last success' }),
+    failingSince: Nullable(Timestamp, { description: 'The first failure after the last success; null while healthy' }),
+    lastFailureAt: Nullable(Timestamp),
+    lastFailureCode: Nullable(Type.String({ description: 'HTTP_<status>, or the error code of a request without a response (e.g. HOOKRELAY_TIMEOUT)' })),
+    recoveredAt: Nullable(Timestamp, { description: 'When a success last ended a failing streak' }),
+    disabledAt: Nullable(Timestamp, { description: 'When failure tracking disabled the endpoint (HOOKRELAY_ENDPOINT_DISABLE_AFTER); cleared when it is enabled again' }),
+  },
+  { title: 'EndpointHealthOut' },
+);
+
+export function toEndpointHealthOut(health: EndpointHealth): Static<typeof EndpointHealthOut> {
+  const at = (millis: number | null) => (millis === null ? null : iso(millis));
+  return {
+    consecutiveFailures: health.consecutiveFailures,
+    failingSince: at(health.failingSince),
+    lastFailureAt: at(health.lastFailureAt),
+    lastFailureCode: health.lastFailureCode,
+    recoveredAt: at(health.recoveredAt),
+    disabledAt: at(health.disabledAt),
+  };
+}
 
 export const EndpointSecretRotateIn = Type.Object(
   {

@@ -11,6 +11,8 @@ export interface PostgresOptions {
   poolSize: number;
   /** Server-side limit for one statement, in ms; 0 sends none, so the server's own setting applies. */
   statementTimeoutMs: number;
+  /** How long opening a connection may take, in ms; 0: no limit. */
+  connectTimeoutMs: number;
   /** A pooled connection failed while idle (server restart, network): it is dropped and replaced. */
   onIdleError?: (error: Error) => void;
 }
@@ -36,6 +38,10 @@ export function createPostgresPool(options: PostgresOptions): Pool {
     // Sent in the startup packet, so every pooled connection has it without an extra round trip.
     statement_timeout: options.statementTimeoutMs,
     application_name: 'hookrelay',
+    // Without these, a network that silently drops packets hangs a connect (or a query on an
+    // idle connection) until the kernel gives up, minutes later.
+    connectionTimeoutMillis: options.connectTimeoutMs,
+    keepAlive: true,
     types: numberTypes(),
   });
   // Without a listener, an idle connection dropped by the server would crash the process; the pool
@@ -46,6 +52,11 @@ export function createPostgresPool(options: PostgresOptions): Pool {
     delete (error as Error & { client?: unknown }).client;
     options.onIdleError?.(error);
   });
+  // pg-pool listens for errors only on idle clients, and Kysely adds no listener to a client it has
+  // checked out: when the server dies, such a client emits 'error' and, unheard, that kills the
+  // process. The query in flight fails by itself, and the pool discards the broken client when it
+  // is released, so the event needs no handling beyond being heard.
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
 

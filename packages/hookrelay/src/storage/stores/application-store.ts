@@ -82,6 +82,7 @@ export class KyselyApplicationStore implements ApplicationStore {
       await trx.deleteFrom('attempts').where('endpoint_id', 'in', endpointIds).execute();
       await trx.deleteFrom('deliveries').where('endpoint_id', 'in', endpointIds).execute();
       await trx.deleteFrom('endpoint_secrets').where('endpoint_id', 'in', endpointIds).execute();
+      await trx.deleteFrom('endpoint_health').where('endpoint_id', 'in', endpointIds).execute();
       await trx.deleteFrom('endpoints').where('app_id', '=', id).execute();
       await trx.deleteFrom('messages').where('app_id', '=', id).execute();
       const result = await trx.deleteFrom('applications').where('id', '=', id).executeTakeFirst();

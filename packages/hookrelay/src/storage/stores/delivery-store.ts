@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db-schema.js';
 import { DeliveryStatus, TriggerType } from '../models.js';
-import type { BacklogStats, ClaimedDelivery, DeliveryContext, DeliveryOutcome, DeliveryStore, DeliveryTarget, PerEndpointCap } from '../storage.js';
+import type { BacklogStats, ClaimedDelivery, DeliveryContext, DeliveryOutcome, DeliveryStore, DeliveryTarget, HealthPolicy, PerEndpointCap } from '../storage.js';
+import { recordEndpointHealth } from './endpoint-health-store.js';
 import type { SecretBox } from '../../secrets/secret-box.js';
 import { rateLimitBurst } from '../../core/rate-limit.js';
 
@@ -144,9 +145,9 @@ export class KyselyDeliveryStore implements DeliveryStore {
     return plain;
   }
 
-  async complete(outcomes: readonly DeliveryOutcome[]): Promise<void> {
-    if (outcomes.length === 0) return;
-    await this.#db.transaction().execute(async (trx) => {
+  async complete(outcomes: readonly DeliveryOutcome[], policy: HealthPolicy): Promise<{ disabledEndpoints: string[] }> {
+    if (outcomes.length === 0) return { disabledEndpoints: [] };
+    return this.#db.transaction().execute(async (trx) => {
       for (let i = 0; i < outcomes.length; i += 400) {
         const part = outcomes.slice(i, i + 400);
         await trx
@@ -197,6 +198,7 @@ export class KyselyDeliveryStore implements DeliveryStore {
             .execute();
         }
       }
+      return { disabledEndpoints: await recordEndpointHealth(trx, outcomes, policy, now) };
     });
   }
 

@@ -4,7 +4,8 @@ import { notFound } from '../../core/errors.js';
 import type { SecretBox } from '../../secrets/secret-box.js';
 import type { Database, EndpointRow } from '../db-schema.js';
 import type { Endpoint, EndpointSecret, ListPage, PageRequest } from '../models.js';
-import type { EndpointFields, EndpointStore } from '../storage.js';
+import type { EndpointFields, EndpointHealth, EndpointStore } from '../storage.js';
+import { clearDisabledStreak, readEndpointHealth } from './endpoint-health-store.js';
 import { mapConstraintErrors } from './constraint-violation.js';
 import { endpointFromRow } from './endpoint-row.js';
 import { applyPageQuery, paginate } from './paginate.js';
@@ -77,7 +78,24 @@ export class KyselyEndpointStore implements EndpointStore {
       UID_TAKEN,
     );
     if (!row) throw notFound('Endpoint');
+    if (!fields.disabled) await clearDisabledStreak(this.#db, row.id);
     return endpointFromRow(row);
+  }
+
+  async secretsReadable(): Promise<boolean> {
+    const newest = await this.#db.selectFrom('endpoint_secrets').select('key_sealed').orderBy('id', 'desc').limit(1).executeTakeFirst();
+    if (!newest) return true;
+    try {
+      this.#secretBox.open(newest.key_sealed);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async health(appId: string, idOrUid: string): Promise<EndpointHealth | null> {
+    const endpoint = await this.find(appId, idOrUid);
+    return endpoint ? readEndpointHealth(this.#db, endpoint.id) : null;
   }
 
   async setHeaders(appId: string, id: string, headers: Record<string, string>): Promise<Endpoint> {
@@ -100,6 +118,7 @@ export class KyselyEndpointStore implements EndpointStore {
       await trx.deleteFrom('attempts').where('endpoint_id', '=', id).execute();
       await trx.deleteFrom('deliveries').where('endpoint_id', '=', id).execute();
       await trx.deleteFrom('endpoint_secrets').where('endpoint_id', '=', id).execute();
+      await trx.deleteFrom('endpoint_health').where('endpoint_id', '=', id).execute();
       await trx.deleteFrom('endpoints').where('id', '=', id).execute();
       return true;
     });

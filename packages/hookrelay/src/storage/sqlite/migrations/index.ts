@@ -2,10 +2,12 @@ import type { Migration } from '../../migrations/run-migrations.js';
 import * as m0001 from './0001-initial.js';
 import * as m0002 from './0002-rate-limit-buckets.js';
 import * as m0003 from './0003-message-expunged-at.js';
+import * as m0004 from './0004-endpoint-health.js';
 
 /** Numbered migrations, applied in order; a migration is never edited once released. */
 export const SQLITE_MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial', up: m0001.up },
   { version: 2, name: 'rate-limit-buckets', up: m0002.up },
   { version: 3, name: 'message-expunged-at', up: m0003.up },
+  { version: 4, name: 'endpoint-health', up: m0004.up },
 ];
