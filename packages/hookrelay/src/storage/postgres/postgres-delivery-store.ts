@@ -1,5 +1,4 @@
 import { sql } from 'kysely';
-import { DeliveryStatus } from '../models.js';
 import type { ClaimedDelivery, PerEndpointCap, SharedEndpointCap } from '../storage.js';
 import { KyselyDeliveryStore, pickPerEndpoint } from '../stores/delivery-store.js';
 
@@ -28,20 +27,27 @@ export class PostgresDeliveryStore extends KyselyDeliveryStore {
       if (candidates.length === 0) return [];
       const endpointIds = [...new Set(candidates.map((c) => c.endpoint_id))].sort();
       // FOR NO KEY UPDATE does not conflict with the FOR KEY SHARE that inserting a delivery takes
-      // on its endpoint, so publishing never waits for a claim.
-      const held = await trx.selectFrom('endpoints').select('id').where('id', 'in', endpointIds).orderBy('id').forNoKeyUpdate().skipLocked().execute();
-      const leased = held.length === 0 ? [] : await trx
-        .selectFrom('deliveries')
-        .select(['endpoint_id', sql<number>`count(*)`.as('leased')])
-        .where('endpoint_id', 'in', held.map((e) => e.id))
-        .where('lease_token', 'is not', null)
-        .where('next_attempt_at', '>', now)
-        .where('status', '=', DeliveryStatus.Pending)
-        .groupBy('endpoint_id')
+      // on its endpoint, so publishing never waits for a claim. Each held endpoint's live leases
+      // are counted in the same round trip, from the small partial index deliveries_leased (only
+      // pending rows ever carry a lease token).
+      const held = await trx
+        .selectFrom('endpoints')
+        .select((eb) => [
+          'endpoints.id',
+          eb
+            .selectFrom('deliveries')
+            .select(sql<number>`count(*)`.as('n'))
+            .whereRef('deliveries.endpoint_id', '=', 'endpoints.id')
+            .where('deliveries.lease_token', 'is not', null)
+            .where('deliveries.next_attempt_at', '>', now)
+            .as('leased'),
+        ])
+        .where('endpoints.id', 'in', endpointIds)
+        .orderBy('endpoints.id')
+        .forNoKeyUpdate()
+        .skipLocked()
         .execute();
-      const leasedBy = new Map(leased.map((row) => [row.endpoint_id, Number(row.leased)]));
-      // A claim takes at most the per-claim cap (a rate-limited endpoint's burst) and at most what
-      // is left of the shared in-flight cap.
+      const leasedBy = new Map(held.map((row) => [row.id, Number(row.leased ?? 0)]));
       const free = new Map(held.map((e) => [e.id, Math.max(0, Math.min(capOf(e.id), (shared?.inFlight ?? capOf(e.id)) - (leasedBy.get(e.id) ?? 0)))]));
       const picked = pickPerEndpoint(candidates, limit, (endpointId) => free.get(endpointId) ?? 0);
       if (shared) {
