@@ -295,7 +295,8 @@ async function main() {
   const receiver = await startReceiver();
   try {
     const raw = await rawCeiling(receiver);
-    const modes = [() => deploySqlite()];
+    // BENCH_SQLITE=false leaves the embedded mode out (to measure the PostgreSQL modes alone).
+    const modes = env.BENCH_SQLITE === 'false' ? [] : [() => deploySqlite()];
     // BENCH_POSTGRES_URL (a server URL; a database is created and dropped per run) adds the
     // scale-out mode with 1, 2 and 4 worker processes (BENCH_WORKERS to choose).
     if (env.BENCH_POSTGRES_URL) {

@@ -119,12 +119,10 @@ else describe('PostgreSQL engine', () => {
       // While another claim holds the endpoint's row, this one skips it rather than counting at the same time.
       await holder.query('BEGIN');
       await holder.query('SELECT id FROM endpoints WHERE id = $1 FOR NO KEY UPDATE', [busy.id]);
-      const held = new Set<string>();
       const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the claim waited for the other transaction')), 5_000).unref());
       // (This suite's database also holds the other tests' deliveries: only this endpoint's count here.)
-      const whileHeld = await Promise.race([storage.deliveries.claimDue(now + lease + 400, lease, 100, 10, [], { inFlight: 10, passedOver: held }), timeout]);
+      const whileHeld = await Promise.race([storage.deliveries.claimDue(now + lease + 400, lease, 100, 10, [], { inFlight: 10, passedOver: new Set() }), timeout]);
       assert.deepEqual(whileHeld.filter((c) => c.endpointId === busy.id), []);
-      assert.deepEqual([...held], [busy.id]);
       await holder.query('COMMIT');
 
       // Leases that lapsed (a crashed claimer) no longer count: their rows are due and the slots free.

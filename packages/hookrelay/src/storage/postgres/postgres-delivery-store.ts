@@ -4,36 +4,29 @@ import { KyselyDeliveryStore, pickPerEndpoint } from '../stores/delivery-store.j
 
 /**
  * Claims on PostgreSQL, where several dispatchers (threads or processes) claim from one table at
- * once.
+ * once, and where each endpoint's in-flight cap holds across all of them together.
  *
- * The base class's read-then-update would let them read the same due rows, and all but one would
- * then find their UPDATE matching nothing: wasted claims under contention. Here the due candidates
- * are locked FOR UPDATE SKIP LOCKED in the same transaction as the lease, so concurrent claimers
- * walk past each other's rows instead of racing for them.
+ * A claim is one short transaction. It first locks the endpoints that have due work
+ * (`FOR NO KEY UPDATE SKIP LOCKED`), counting each one's live leases (every dispatcher's requests
+ * in flight, and outcomes not yet written) in the same query. Endpoints another claimer holds at
+ * that moment are skipped: that claimer is serving them. Only then are due rows read, of the held
+ * endpoints alone, and leased up to what is left of each cap. So two claimers never count the
+ * same endpoint's free slots at once, and never lock each other's candidate rows: no claimer
+ * leaves due rows locked but untaken for another to walk past.
  *
- * The per-endpoint cap holds across all dispatchers together: a claim counts the endpoint's live
- * leases (every dispatcher's requests in flight, and outcomes not yet written) and takes only
- * what is left of the cap. Two claimers must not count the same endpoint at once, or both would
- * fill the same free slots: each first locks the endpoint rows it claims for, skipping endpoints
- * another claimer holds at that moment (that claimer is serving them).
+ * FOR NO KEY UPDATE does not conflict with the FOR KEY SHARE that inserting a delivery takes on
+ * its endpoint, so publishing never waits for a claim.
  */
 export class PostgresDeliveryStore extends KyselyDeliveryStore {
   override claimDue(now: number, leaseMs: number, limit: number, perEndpoint: PerEndpointCap, skipEndpoints: readonly string[], shared?: SharedEndpointCap): Promise<ClaimedDelivery[]> {
     const capOf = typeof perEndpoint === 'number' ? () => perEndpoint : perEndpoint;
+    const inFlightCap = (endpointId: string) => shared?.inFlight ?? capOf(endpointId);
     return this.db.transaction().execute(async (trx) => {
-      // Candidates over an endpoint's cap are locked too, until this short transaction commits;
-      // another claimer skips them meanwhile, as it would once they are leased.
-      const candidates = await this.dueCandidates(trx, now, limit, skipEndpoints).forUpdate().skipLocked().execute();
-      if (candidates.length === 0) return [];
-      const endpointIds = [...new Set(candidates.map((c) => c.endpoint_id))].sort();
-      // FOR NO KEY UPDATE does not conflict with the FOR KEY SHARE that inserting a delivery takes
-      // on its endpoint, so publishing never waits for a claim. Each held endpoint's live leases
-      // are counted in the same round trip, from the small partial index deliveries_leased (only
-      // pending rows ever carry a lease token).
       const held = await trx
         .selectFrom('endpoints')
         .select((eb) => [
           'endpoints.id',
+          // From the small partial index deliveries_leased: only pending rows carry a lease token.
           eb
             .selectFrom('deliveries')
             .select(sql<number>`count(*)`.as('n'))
@@ -42,18 +35,24 @@ export class PostgresDeliveryStore extends KyselyDeliveryStore {
             .where('deliveries.next_attempt_at', '>', now)
             .as('leased'),
         ])
-        .where('endpoints.id', 'in', endpointIds)
+        .where('endpoints.id', 'in', trx.selectFrom(this.dueCandidates(trx, now, limit, skipEndpoints).as('due')).select('due.endpoint_id'))
         .orderBy('endpoints.id')
         .forNoKeyUpdate()
         .skipLocked()
         .execute();
-      const leasedBy = new Map(held.map((row) => [row.id, Number(row.leased ?? 0)]));
-      const free = new Map(held.map((e) => [e.id, Math.max(0, Math.min(capOf(e.id), (shared?.inFlight ?? capOf(e.id)) - (leasedBy.get(e.id) ?? 0)))]));
+      const free = new Map(held.map((e) => [e.id, Math.max(0, Math.min(capOf(e.id), inFlightCap(e.id) - Number(e.leased ?? 0)))]));
+      const serving = held.filter((e) => free.get(e.id)! > 0).map((e) => e.id);
+      // Due work left behind at endpoints whose cap is full: a request of ours to one of them
+      // finishing is worth a new claim. (Endpoints another claimer holds are that claimer's to serve.)
+      if (shared) for (const e of held) if (free.get(e.id) === 0) shared.passedOver.add(e.id);
+      if (serving.length === 0) return [];
+      // SKIP LOCKED still: a row may be locked by a writer that is not a claimer (a resend, say).
+      const candidates = await this.dueCandidates(trx, now, limit, []).where('endpoint_id', 'in', serving).forUpdate().skipLocked().execute();
       const picked = pickPerEndpoint(candidates, limit, (endpointId) => free.get(endpointId) ?? 0);
       if (shared) {
         const wanted = new Map<string, number>();
         for (const c of candidates) wanted.set(c.endpoint_id, (wanted.get(c.endpoint_id) ?? 0) + 1);
-        for (const [endpointId, count] of wanted) if (count > (free.get(endpointId) ?? 0)) shared.passedOver.add(endpointId);
+        for (const [endpointId, count] of wanted) if (count > free.get(endpointId)!) shared.passedOver.add(endpointId);
       }
       return picked.length === 0 ? [] : this.leasePicked(trx, picked, now, leaseMs);
     });
