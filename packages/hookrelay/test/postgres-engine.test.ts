@@ -10,6 +10,7 @@ import { Client } from 'pg';
 import { loadConfig } from '../src/config/config.js';
 import { newId } from '../src/core/ids.js';
 import { SecretBox } from '../src/secrets/secret-box.js';
+import { CLAIM_LOCK_CLASS } from '../src/storage/postgres/postgres-delivery-store.js';
 import { generateEndpointSecret } from '../src/signing/endpoint-secret.js';
 import { migrateDatabase, openStorage } from '../src/storage/open-storage.js';
 import { createPostgresPool } from '../src/storage/postgres/open-postgres.js';
@@ -116,9 +117,9 @@ else describe('PostgreSQL engine', () => {
       await storage.deliveries.complete([{ deliveryId: done!.deliveryId, leaseToken: done!.leaseToken, nextAttemptAt: null, health: 'success', attempt: { id: newId('atmpt'), msgId: done!.msgId, endpointId: busy.id, appId: app.id, url: 'https://example.com/busy', status: 0, responseStatusCode: 200, response: '', responseDurationMs: 1, triggerType: 0, errorCode: null, createdAt: now + 200 } }], { disableAfterMs: null });
       assert.equal((await storage.deliveries.claimDue(now + 300, lease, 100, 3, [])).length, 1);
 
-      // While another claim holds the endpoint's row, this one skips it rather than counting at the same time.
+      // While another claim holds the endpoint's claim lock, this one skips it rather than counting at the same time.
       await holder.query('BEGIN');
-      await holder.query('SELECT id FROM endpoints WHERE id = $1 FOR NO KEY UPDATE', [busy.id]);
+      await holder.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [CLAIM_LOCK_CLASS, busy.id]);
       const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the claim waited for the other transaction')), 5_000).unref());
       // (This suite's database also holds the other tests' deliveries: only this endpoint's count here.)
       const whileHeld = await Promise.race([storage.deliveries.claimDue(now + lease + 400, lease, 100, 10, [], { inFlight: 10, passedOver: new Set() }), timeout]);
