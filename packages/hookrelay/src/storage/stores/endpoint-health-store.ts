@@ -3,7 +3,7 @@ import type { Database } from '../db-schema.js';
 import type { DeliveryOutcome, EndpointHealth, HealthPolicy } from '../storage.js';
 
 /** What one batch of outcomes says about one endpoint, in the order the attempts were made. */
-interface BatchStreak {
+export interface BatchStreak {
   /** The last success in the batch, or null. */
   lastSuccessAt: number | null;
   /** Failures after that success (all of the batch's failures when there was none). */
@@ -37,50 +37,81 @@ export function summarizeStreaks(outcomes: readonly DeliveryOutcome[]): Map<stri
   return streaks;
 }
 
+/** One endpoint's row change for a batch; `planHealthWrites` orders them by endpoint id. */
+export type HealthWrite =
+  /** Only successes here, and the stored streak is open: it ends. */
+  | { kind: 'recover'; endpointId: string; at: number }
+  /** A success here, then failures: a new streak starts, whatever was stored. */
+  | { kind: 'restart'; endpointId: string; streak: BatchStreak }
+  /** Only failures here: they extend the stored streak (or start one). */
+  | { kind: 'extend'; endpointId: string; streak: BatchStreak };
+
+/**
+ * What a batch writes. `inStreak` tells which of the endpoints that only succeeded here have an
+ * open streak stored (the others need no write at all). In endpoint id order, so two workers
+ * recording batches for the same endpoints lock their rows in the same order and never deadlock.
+ */
+export function planHealthWrites(streaks: ReadonlyMap<string, BatchStreak>, inStreak: ReadonlySet<string>): HealthWrite[] {
+  const writes: HealthWrite[] = [];
+  for (const endpointId of [...streaks.keys()].sort()) {
+    const streak = streaks.get(endpointId)!;
+    if (streak.failures === 0) {
+      if (inStreak.has(endpointId)) writes.push({ kind: 'recover', endpointId, at: streak.lastSuccessAt! });
+    } else writes.push({ kind: streak.lastSuccessAt !== null ? 'restart' : 'extend', endpointId, streak });
+  }
+  return writes;
+}
+
+/** Endpoints that only succeeded in the batch: the ones whose stored streak must be looked up. */
+export function recoveringEndpoints(streaks: ReadonlyMap<string, BatchStreak>): string[] {
+  return [...streaks].filter(([, s]) => s.failures === 0).map(([id]) => id);
+}
+
+/** The row a failing batch writes (the columns of an insert, or of a restart). */
+export function streakRow(endpointId: string, s: BatchStreak) {
+  return { endpoint_id: endpointId, consecutive_failures: s.failures, failing_since: s.firstFailureAt, last_failure_at: s.lastFailureAt, last_failure_code: s.lastFailureCode, recovered_at: s.lastSuccessAt, disabled_at: null };
+}
+
 /**
  * Writes a batch's effect on the endpoints' failing streaks, inside the transaction that records
  * the attempts, and disables endpoints that have failed for longer than the policy allows.
  * Returns the endpoints it disabled.
  *
  * Healthy traffic costs one indexed read per batch and no write: a row is written only for an
- * endpoint that failed in the batch, or whose streak a success in the batch ends. The writes go
- * one endpoint at a time in id order, so two workers recording batches for the same endpoints
- * always lock their rows in the same order and never deadlock.
+ * endpoint that failed in the batch, or whose streak a success in the batch ends.
  */
 export async function recordEndpointHealth(trx: Transaction<Database>, outcomes: readonly DeliveryOutcome[], policy: HealthPolicy, now: number): Promise<string[]> {
   const streaks = summarizeStreaks(outcomes);
   if (streaks.size === 0) return [];
-  const recovering = [...streaks].filter(([, s]) => s.failures === 0).map(([id]) => id);
-  // Which endpoints that only succeeded here have a streak to end. Read without a lock: a failure
-  // another worker commits meanwhile was made at about the same time, and starts the next streak.
+  const recovering = recoveringEndpoints(streaks);
+  // Read without a lock: a failure another worker commits meanwhile was made at about the same
+  // time as our success, and starts the next streak.
   const inStreak = new Set(
     recovering.length === 0
       ? []
       : (await trx.selectFrom('endpoint_health').select('endpoint_id').where('endpoint_id', 'in', recovering).where('consecutive_failures', '>', 0).execute()).map((r) => r.endpoint_id),
   );
   const failing: string[] = [];
-  for (const endpointId of [...streaks.keys()].sort()) {
-    const s = streaks.get(endpointId)!;
-    if (s.failures === 0) {
-      if (!inStreak.has(endpointId)) continue;
+  for (const write of planHealthWrites(streaks, inStreak)) {
+    if (write.kind === 'recover') {
       await trx
         .updateTable('endpoint_health')
-        .set({ consecutive_failures: 0, failing_since: null, recovered_at: s.lastSuccessAt })
-        .where('endpoint_id', '=', endpointId)
+        .set({ consecutive_failures: 0, failing_since: null, recovered_at: write.at })
+        .where('endpoint_id', '=', write.endpointId)
         .where('consecutive_failures', '>', 0)
         .execute();
       continue;
     }
+    const { endpointId, streak: s } = write;
     failing.push(endpointId);
-    const row = { endpoint_id: endpointId, consecutive_failures: s.failures, failing_since: s.firstFailureAt, last_failure_at: s.lastFailureAt, last_failure_code: s.lastFailureCode, recovered_at: s.lastSuccessAt, disabled_at: null };
+    const row = streakRow(endpointId, s);
     await trx
       .insertInto('endpoint_health')
       .values(row)
       .onConflict((oc) =>
         oc.column('endpoint_id').doUpdateSet((eb) =>
-          s.lastSuccessAt !== null
-            ? // A success earlier in this batch ended whatever streak there was: a new one starts.
-              { consecutive_failures: s.failures, failing_since: s.firstFailureAt, last_failure_at: s.lastFailureAt, last_failure_code: s.lastFailureCode, recovered_at: s.lastSuccessAt }
+          write.kind === 'restart'
+            ? { consecutive_failures: row.consecutive_failures, failing_since: row.failing_since, last_failure_at: row.last_failure_at, last_failure_code: row.last_failure_code, recovered_at: row.recovered_at }
             : {
                 consecutive_failures: eb('endpoint_health.consecutive_failures', '+', s.failures),
                 failing_since: eb.fn.coalesce('endpoint_health.failing_since', eb.val(s.firstFailureAt)),
