@@ -152,4 +152,30 @@ else describe('scale-out: API and worker processes on one PostgreSQL database', 
     assert.equal(ids.length, messages);
     assert.deepEqual(await run.cluster.stop(), [0, 0, 0, 0, 0]);
   });
+
+  test('endpoint failure tracking is one streak across all workers', async (t) => {
+    const messages = 90;
+    // One attempt per message, so that each message is exactly one failure.
+    const run = await startRun(t, { HOOKRELAY_RETRY_SCHEDULE: '0' });
+    run.receiver.reply = () => ({ status: 503 });
+    const appId = run.appIds[0]!;
+    const endpoint = (await callApi(run.apis[0]!.url, 'GET', `/api/v1/app/${appId}/endpoint`)).body.data[0];
+    await publishRoundRobin({ apiUrls: run.apis.map((a) => a.url), appIds: [appId], count: messages, concurrency: 16 });
+    const health = await waitFor('every failure counted', async () => {
+      const res = await callApi(run.apis[1]!.url, 'GET', `/api/v1/app/${appId}/endpoint/${endpoint.id}/health`);
+      return res.body.consecutiveFailures === messages && res.body;
+    }, 60_000, 50);
+    const perWorker = await Promise.all(run.workers.map(async (worker) => {
+      const res = await fetch(worker.url + '/metrics', { headers: { authorization: `Bearer ${CLUSTER_TOKEN}` } });
+      const line = (await res.text()).split('\n').find((l) => l.startsWith('hookrelay_attempts_total{') && l.includes('outcome="failure"'));
+      return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+    }));
+    t.diagnostic(`failures per worker ${perWorker.join('/')}; streak ${health.consecutiveFailures} since ${health.failingSince}`);
+    assert.equal(run.receiver.requests.length, messages);
+    assert.ok(perWorker.filter((n) => n > 0).length >= 2, 'more than one worker recorded failures');
+    assert.equal(perWorker.reduce((a, b) => a + b, 0), messages);
+    assert.equal(health.lastFailureCode, 'HTTP_503');
+    assert.equal(health.disabledAt, null);
+    assert.deepEqual(await run.cluster.stop(), [0, 0, 0, 0, 0]);
+  });
 });
