@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 /**
  * Resource ids are a type prefix plus 27 base62 characters (as Svix's KSUID-based ids), built from
@@ -11,23 +11,35 @@ const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 const ENCODED_LENGTH = 27;
 const RANDOM_BYTES = 14;
 
-let lastMillis = 0;
-let lastRandom = Buffer.alloc(RANDOM_BYTES);
+/** How many ids' worth of random bytes one call to the CSPRNG fetches. */
+const RANDOM_POOL_IDS = 128;
 
-/** Within one millisecond the random part is incremented, so ids from one process stay ordered. */
-function nextRandom(millis: number): Buffer {
+let lastMillis = 0;
+/** The id being built: 6 bytes of time, then the random part (kept between calls, see below). */
+const idBytes = Buffer.alloc(6 + RANDOM_BYTES);
+const randomPool = Buffer.alloc(RANDOM_BYTES * RANDOM_POOL_IDS);
+let randomPoolOffset = randomPool.length;
+
+/**
+ * Sets the random part of idBytes for an id at `millis`: fresh random bytes in a new millisecond;
+ * within one millisecond the previous random part plus one, so ids from one process stay ordered.
+ * Random bytes are fetched for many ids at once: one CSPRNG call per id was a visible cost.
+ */
+function nextRandom(millis: number): void {
   if (millis > lastMillis) {
     lastMillis = millis;
-    lastRandom = randomBytes(RANDOM_BYTES);
-    return lastRandom;
+    if (randomPoolOffset === randomPool.length) {
+      randomFillSync(randomPool);
+      randomPoolOffset = 0;
+    }
+    randomPool.copy(idBytes, 6, randomPoolOffset, randomPoolOffset + RANDOM_BYTES);
+    randomPoolOffset += RANDOM_BYTES;
+    return;
   }
-  const next = Buffer.from(lastRandom);
-  for (let i = next.length - 1; i >= 0; i--) {
-    next[i] = (next[i]! + 1) & 0xff;
-    if (next[i] !== 0) break;
+  for (let i = idBytes.length - 1; i >= 6; i--) {
+    idBytes[i] = (idBytes[i]! + 1) & 0xff;
+    if (idBytes[i] !== 0) break;
   }
-  lastRandom = next;
-  return next;
 }
 
 /** Bytes per limb of the long division: 40-bit limbs keep remainder * 2^40 + limb below 2^53, exact in a double. */
@@ -66,10 +78,9 @@ export function encodeBase62(bytes: Uint8Array): string {
 
 export function newId(prefix: IdPrefix, now: number = Date.now()): string {
   const millis = Math.max(now, lastMillis);
-  const bytes = Buffer.alloc(6 + RANDOM_BYTES);
-  bytes.writeUIntBE(millis, 0, 6);
-  nextRandom(millis).copy(bytes, 6);
-  return `${prefix}_${encodeBase62(bytes)}`;
+  nextRandom(millis);
+  idBytes.writeUIntBE(millis, 0, 6);
+  return `${prefix}_${encodeBase62(idBytes)}`;
 }
 
 /** The smallest id of a given prefix created at or after `millis`: a cursor for time filters. */
