@@ -93,6 +93,7 @@ class ResponseCollector implements Dispatcher.DispatchHandler {
     this.#resolve = resolve;
   }
 
+  /** undici also tells this handler API from its legacy one by the presence of this method. */
   onRequestStart(): void {
     // Called again if undici retries the request on a fresh connection: start over.
     this.#chunks = [];
