@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 /**
  * Resource ids are a type prefix plus 27 base62 characters (as Svix's KSUID-based ids), built from
@@ -11,56 +11,76 @@ const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 const ENCODED_LENGTH = 27;
 const RANDOM_BYTES = 14;
 
-let lastMillis = 0;
-let lastRandom = Buffer.alloc(RANDOM_BYTES);
+/** How many ids' worth of random bytes one call to the CSPRNG fetches. */
+const RANDOM_POOL_IDS = 128;
 
-/** Within one millisecond the random part is incremented, so ids from one process stay ordered. */
-function nextRandom(millis: number): Buffer {
-  if (millis > lastMillis) {
-    lastMillis = millis;
-    lastRandom = randomBytes(RANDOM_BYTES);
-    return lastRandom;
-  }
-  const next = Buffer.from(lastRandom);
-  for (let i = next.length - 1; i >= 0; i--) {
-    next[i] = (next[i]! + 1) & 0xff;
-    if (next[i] !== 0) break;
-  }
-  lastRandom = next;
-  return next;
-}
+let lastMillis = 0;
+/** The id being built: 6 bytes of time, then the random part (kept between calls, see below). */
+const idBytes = Buffer.alloc(6 + RANDOM_BYTES);
+const randomPool = Buffer.alloc(RANDOM_BYTES * RANDOM_POOL_IDS);
+let randomPoolOffset = randomPool.length;
 
 /**
- * Fixed-width base62 of a big-endian byte string, by long division over 16-bit limbs (plain
- * numbers stay exact, and this runs once per message and per attempt, where BigInt was slow).
+ * Sets the random part of idBytes for an id at `millis`: fresh random bytes in a new millisecond;
+ * within one millisecond the previous random part plus one, so ids from one process stay ordered.
+ * Random bytes are fetched for many ids at once: one CSPRNG call per id was a visible cost.
+ */
+function nextRandom(millis: number): void {
+  if (millis > lastMillis) {
+    lastMillis = millis;
+    if (randomPoolOffset === randomPool.length) {
+      randomFillSync(randomPool);
+      randomPoolOffset = 0;
+    }
+    randomPool.copy(idBytes, 6, randomPoolOffset, randomPoolOffset + RANDOM_BYTES);
+    randomPoolOffset += RANDOM_BYTES;
+    return;
+  }
+  for (let i = idBytes.length - 1; i >= 6; i--) {
+    idBytes[i] = (idBytes[i]! + 1) & 0xff;
+    if (idBytes[i] !== 0) break;
+  }
+}
+
+/** Bytes per limb of the long division: 40-bit limbs keep remainder * 2^40 + limb below 2^53, exact in a double. */
+const LIMB_BYTES = 5;
+const LIMB_BASE = 2 ** (8 * LIMB_BYTES);
+
+/**
+ * Fixed-width base62 of a big-endian byte string, by long division over 40-bit limbs (plain
+ * numbers stay exact; this runs once per message and per attempt, where BigInt was slow, and
+ * 16-bit limbs took two and a half times as many divisions).
  */
 export function encodeBase62(bytes: Uint8Array): string {
   const limbs: number[] = [];
+  // The first limb takes the bytes left over, so every later one is exactly LIMB_BYTES wide.
   let i = 0;
-  if (bytes.length % 2 === 1) limbs.push(bytes[i++]!);
-  for (; i < bytes.length; i += 2) limbs.push((bytes[i]! << 8) | bytes[i + 1]!);
-  const out: string[] = new Array(ENCODED_LENGTH).fill('0');
-  let position = ENCODED_LENGTH - 1;
+  for (let end = bytes.length % LIMB_BYTES || LIMB_BYTES; i < bytes.length; end += LIMB_BYTES) {
+    let limb = 0;
+    for (; i < end; i++) limb = limb * 256 + bytes[i]!;
+    limbs.push(limb);
+  }
+  let out = '';
   let start = 0;
-  while (start < limbs.length && position >= 0) {
+  for (let position = 0; position < ENCODED_LENGTH; position++) {
+    while (start < limbs.length && limbs[start] === 0) start++;
     let remainder = 0;
     for (let k = start; k < limbs.length; k++) {
-      const value = remainder * 65536 + limbs[k]!;
-      limbs[k] = Math.floor(value / 62);
-      remainder = value % 62;
+      const value = remainder * LIMB_BASE + limbs[k]!;
+      const quotient = Math.floor(value / 62);
+      remainder = value - quotient * 62;
+      limbs[k] = quotient;
     }
-    out[position--] = ALPHABET[remainder]!;
-    while (start < limbs.length && limbs[start] === 0) start++;
+    out = ALPHABET[remainder]! + out;
   }
-  return out.join('');
+  return out;
 }
 
 export function newId(prefix: IdPrefix, now: number = Date.now()): string {
   const millis = Math.max(now, lastMillis);
-  const bytes = Buffer.alloc(6 + RANDOM_BYTES);
-  bytes.writeUIntBE(millis, 0, 6);
-  nextRandom(millis).copy(bytes, 6);
-  return `${prefix}_${encodeBase62(bytes)}`;
+  nextRandom(millis);
+  idBytes.writeUIntBE(millis, 0, 6);
+  return `${prefix}_${encodeBase62(idBytes)}`;
 }
 
 /** The smallest id of a given prefix created at or after `millis`: a cursor for time filters. */

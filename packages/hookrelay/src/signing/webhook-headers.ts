@@ -14,12 +14,26 @@ export interface WebhookHeaderInput {
   sendSvixHeaders: boolean;
 }
 
+/** HMAC keys by secret: an endpoint signs every delivery with the same one or two secrets. */
+const keyBytes = new Map<string, Buffer>();
+const KEY_CACHE_MAX = 10_000;
+
+function hmacKey(secret: string): Buffer {
+  let key = keyBytes.get(secret);
+  if (key === undefined) {
+    key = secretKeyBytes(secret);
+    if (keyBytes.size >= KEY_CACHE_MAX) keyBytes.clear();
+    keyBytes.set(secret, key);
+  }
+  return key;
+}
+
 export function buildWebhookHeaders(input: WebhookHeaderInput): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(input.customHeaders)) {
     if (!RESERVED.has(name.toLowerCase())) headers[name] = value;
   }
-  const signature = signWebhook(input.secrets.map(secretKeyBytes), input.msgId, input.timestampSeconds, input.payload);
+  const signature = signWebhook(input.secrets.map(hmacKey), input.msgId, input.timestampSeconds, input.payload);
   const timestamp = String(input.timestampSeconds);
   headers['content-type'] = 'application/json';
   headers['user-agent'] = USER_AGENT;

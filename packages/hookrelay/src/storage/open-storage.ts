@@ -1,15 +1,17 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from './db-schema.js';
-import type { Storage } from './storage.js';
+import type { DeliveryStore, IngestStore, Storage } from './storage.js';
 import { createSqliteKysely, migrateSqlite, openSqliteConnection } from './sqlite/open-sqlite.js';
 import { createPostgresKysely, createPostgresPool, migratePostgres } from './postgres/open-postgres.js';
 import { PostgresDeliveryStore } from './postgres/postgres-delivery-store.js';
+import { SqliteDeliveryStore } from './sqlite/sqlite-delivery-store.js';
+import { SqliteHotPath } from './sqlite/sqlite-hot-path.js';
+import { SqliteIngestStore } from './sqlite/sqlite-ingest-store.js';
 import { KyselyApplicationStore } from './stores/application-store.js';
 import { KyselyEndpointStore } from './stores/endpoint-store.js';
 import { KyselyEventTypeStore } from './stores/event-type-store.js';
 import { KyselyMessageStore } from './stores/message-store.js';
 import { KyselyAttemptStore } from './stores/attempt-store.js';
-import { KyselyDeliveryStore } from './stores/delivery-store.js';
 import { KyselyIngestStore } from './stores/ingest-store.js';
 import { KyselyApiKeyStore } from './stores/api-key-store.js';
 import { KyselyIdempotencyStore } from './stores/idempotency-store.js';
@@ -46,7 +48,9 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
       await pool.end();
       throw error;
     }
-    return assembleStorage('postgres', createPostgresKysely(pool), options.secretBox, async () => {
+    const db = createPostgresKysely(pool);
+    const engine: EngineStores = { engine: 'postgres', deliveries: new PostgresDeliveryStore(db, options.secretBox), ingest: new KyselyIngestStore(db) };
+    return assembleStorage(engine, db, options.secretBox, async () => {
       if (!pool.ended) await pool.end();
     });
   }
@@ -57,7 +61,10 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
     connection.close();
     throw error;
   }
-  return assembleStorage('sqlite', createSqliteKysely(connection), options.secretBox, async () => {
+  const db = createSqliteKysely(connection);
+  const hotPath = new SqliteHotPath(db, connection);
+  const engine: EngineStores = { engine: 'sqlite', deliveries: new SqliteDeliveryStore(db, options.secretBox, hotPath), ingest: new SqliteIngestStore(hotPath) };
+  return assembleStorage(engine, db, options.secretBox, async () => {
     if (connection.open) connection.close();
   });
 }
@@ -80,12 +87,21 @@ export async function migrateDatabase(database: DatabaseSettings): Promise<numbe
   }
 }
 
+/** The stores each engine implements its own way; the others are dialect-neutral Kysely. */
+export interface EngineStores {
+  engine: Storage['engine'];
+  /** PostgreSQL: claims with SKIP LOCKED. SQLite: attempts recorded with prepared statements. */
+  deliveries: DeliveryStore;
+  /** SQLite: the group commit with prepared statements. */
+  ingest: IngestStore;
+}
+
 /**
  * The stores over one Kysely instance. `release` closes the connection or pool underneath: Kysely
  * only destroys a driver it has used, and migrations (or nothing at all) may have been all that
  * ran on it, which would leave a pool holding the process open.
  */
-export function assembleStorage(engine: Storage['engine'], db: Kysely<Database>, secretBox: SecretBox, release: () => Promise<void>): Storage {
+export function assembleStorage({ engine, deliveries, ingest }: EngineStores, db: Kysely<Database>, secretBox: SecretBox, release: () => Promise<void>): Storage {
   return {
     engine,
     applications: new KyselyApplicationStore(db),
@@ -93,9 +109,8 @@ export function assembleStorage(engine: Storage['engine'], db: Kysely<Database>,
     eventTypes: new KyselyEventTypeStore(db),
     messages: new KyselyMessageStore(db),
     attempts: new KyselyAttemptStore(db),
-    // Claims are the one query each engine runs its own way (see postgres-delivery-store.ts).
-    deliveries: engine === 'postgres' ? new PostgresDeliveryStore(db, secretBox) : new KyselyDeliveryStore(db, secretBox),
-    ingest: new KyselyIngestStore(db),
+    deliveries,
+    ingest,
     apiKeys: new KyselyApiKeyStore(db),
     idempotency: new KyselyIdempotencyStore(db),
     retention: new KyselyRetentionStore(db),

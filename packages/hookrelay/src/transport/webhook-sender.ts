@@ -1,4 +1,4 @@
-import { Agent, request } from 'undici';
+import { Agent, type Dispatcher } from 'undici';
 import type { Cidr } from './ssrf/cidr.js';
 import { createGuardedConnector, isSsrfBlocked } from './ssrf/guarded-connector.js';
 
@@ -23,12 +23,17 @@ export interface WebhookSenderOptions {
 }
 
 /**
- * Sends one webhook request over undici's pooled `request` (keep-alive, one pool per origin).
+ * Sends one webhook request over an undici Agent (keep-alive, one pool per origin), through its
+ * `dispatch` handler API: the response is collected straight from the parser's chunks. undici's
+ * `request` wraps each response in a Readable stream and an async iterator, which cost more CPU
+ * than the rest of the request on the client side (bench: about 60 vs 35 us per request).
  * Redirects are not followed: a 3xx is a failed attempt, as the receiver did not take the event.
  */
 export class WebhookSender {
   readonly #agent: Agent;
   readonly #timeoutMs: number;
+  /** Endpoint URLs split into what `dispatch` takes; an endpoint sends to the same URL many times. */
+  readonly #targets = new Map<string, { origin: string; path: string }>();
 
   constructor(options: WebhookSenderOptions) {
     this.#timeoutMs = options.timeoutMs;
@@ -40,29 +45,28 @@ export class WebhookSender {
     });
   }
 
-  async send(url: string, headers: Record<string, string>, body: string): Promise<SendResult> {
+  send(url: string, headers: Record<string, string>, body: string): Promise<SendResult> {
     const started = performance.now();
-    try {
-      const response = await request(url, {
-        method: 'POST',
-        headers,
-        body,
-        dispatcher: this.#agent,
-        headersTimeout: this.#timeoutMs,
-        bodyTimeout: this.#timeoutMs,
-      });
-      const text = await readCapped(response.body, MAX_LOGGED_RESPONSE_BYTES);
-      const retryAfter = response.headers['retry-after'];
-      return {
-        statusCode: response.statusCode,
-        body: text,
-        durationMs: Math.round(performance.now() - started),
-        retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
-        errorCode: null,
-      };
-    } catch (error) {
-      return { statusCode: 0, durationMs: Math.round(performance.now() - started), retryAfter: undefined, ...describeFailure(error) };
+    return new Promise<SendResult>((resolve) => {
+      const collector = new ResponseCollector(started, resolve);
+      try {
+        const { origin, path } = this.#target(url);
+        this.#agent.dispatch({ origin, path, method: 'POST', headers, body, headersTimeout: this.#timeoutMs, bodyTimeout: this.#timeoutMs }, collector);
+      } catch (error) {
+        collector.fail(error);
+      }
+    });
+  }
+
+  #target(url: string): { origin: string; path: string } {
+    let target = this.#targets.get(url);
+    if (!target) {
+      const parsed = new URL(url);
+      target = { origin: parsed.origin, path: parsed.pathname + parsed.search };
+      if (this.#targets.size >= 10_000) this.#targets.clear();
+      this.#targets.set(url, target);
     }
+    return target;
   }
 
   async close(): Promise<void> {
@@ -70,19 +74,79 @@ export class WebhookSender {
   }
 }
 
-async function readCapped(body: AsyncIterable<Buffer> & { destroy(): void }, limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    chunks.push(chunk);
-    size += chunk.length;
-    if (size >= limit) {
-      // The rest is not needed; dropping the socket is cheaper than draining a huge body.
-      body.destroy();
-      break;
+/**
+ * undici dispatch handler: keeps the status, Retry-After and up to MAX_LOGGED_RESPONSE_BYTES of
+ * the body, and settles once. Past the limit the rest is not needed; dropping the connection is
+ * cheaper than reading a huge body.
+ */
+class ResponseCollector implements Dispatcher.DispatchHandler {
+  readonly #started: number;
+  readonly #resolve: (result: SendResult) => void;
+  #settled = false;
+  #statusCode = 0;
+  #retryAfter: string | undefined;
+  #chunks: Buffer[] = [];
+  #size = 0;
+
+  constructor(started: number, resolve: (result: SendResult) => void) {
+    this.#started = started;
+    this.#resolve = resolve;
+  }
+
+  /** undici also tells this handler API from its legacy one by the presence of this method. */
+  onRequestStart(): void {
+    // Called again if undici retries the request on a fresh connection: start over.
+    this.#chunks = [];
+    this.#size = 0;
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[]>): void {
+    // Also called for 1xx informational responses; the last call is the final response.
+    this.#statusCode = statusCode;
+    const retryAfter = headers['retry-after'];
+    this.#retryAfter = Array.isArray(retryAfter) ? retryAfter[0] : retryAfter;
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#settled) return;
+    this.#chunks.push(chunk);
+    this.#size += chunk.length;
+    if (this.#size >= MAX_LOGGED_RESPONSE_BYTES) {
+      this.#succeed();
+      controller.abort(new Error('response body past the logged size; not read further'));
     }
   }
-  return Buffer.concat(chunks).subarray(0, limit).toString('utf8');
+
+  onResponseEnd(): void {
+    this.#succeed();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.fail(error);
+  }
+
+  fail(error: unknown): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#resolve({ statusCode: 0, durationMs: this.#elapsed(), retryAfter: undefined, ...describeFailure(error) });
+  }
+
+  #succeed(): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    const body = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
+    this.#resolve({
+      statusCode: this.#statusCode,
+      body: body.subarray(0, MAX_LOGGED_RESPONSE_BYTES).toString('utf8'),
+      durationMs: this.#elapsed(),
+      retryAfter: this.#retryAfter,
+      errorCode: null,
+    });
+  }
+
+  #elapsed(): number {
+    return Math.round(performance.now() - this.#started);
+  }
 }
 
 function describeFailure(error: unknown): { body: string; errorCode: string } {

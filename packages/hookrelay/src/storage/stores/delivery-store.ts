@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
-import type { Database } from '../db-schema.js';
+import { sql, type Kysely, type Selectable } from 'kysely';
+import type { Database, DeliveryRow } from '../db-schema.js';
 import { DeliveryStatus, TriggerType } from '../models.js';
 import type { BacklogStats, ClaimedDelivery, DeliveryContext, DeliveryOutcome, DeliveryStore, DeliveryTarget, HealthPolicy, PerEndpointCap } from '../storage.js';
 import { recordEndpointHealth } from './endpoint-health-store.js';
@@ -23,6 +23,21 @@ export function pickPerEndpoint(candidates: readonly { id: number; endpoint_id: 
     if (picked.length >= limit) break;
   }
   return picked;
+}
+
+/** The columns a lease returns for each row it took. */
+export type LeasedRow = Pick<Selectable<DeliveryRow>, 'id' | 'msg_id' | 'app_id' | 'endpoint_id' | 'attempts' | 'trigger_type'>;
+
+export function claimedFromRow(row: LeasedRow, leaseToken: string): ClaimedDelivery {
+  return {
+    deliveryId: Number(row.id),
+    leaseToken,
+    msgId: row.msg_id,
+    appId: row.app_id,
+    endpointId: row.endpoint_id,
+    attempts: row.attempts,
+    triggerType: row.trigger_type === TriggerType.Manual ? TriggerType.Manual : TriggerType.Scheduled,
+  };
 }
 
 export class KyselyDeliveryStore implements DeliveryStore {
@@ -76,15 +91,7 @@ export class KyselyDeliveryStore implements DeliveryStore {
       .where('next_attempt_at', '<=', now)
       .returning(['id', 'msg_id', 'app_id', 'endpoint_id', 'attempts', 'trigger_type'])
       .execute();
-    return rows.map((row) => ({
-      deliveryId: Number(row.id),
-      leaseToken,
-      msgId: row.msg_id,
-      appId: row.app_id,
-      endpointId: row.endpoint_id,
-      attempts: row.attempts,
-      triggerType: row.trigger_type === TriggerType.Manual ? TriggerType.Manual : TriggerType.Scheduled,
-    }));
+    return rows.map((row) => claimedFromRow(row, leaseToken));
   }
 
   async loadTargets(endpointIds: readonly string[], now: number): Promise<Map<string, DeliveryTarget>> {

@@ -1,9 +1,8 @@
-import type { Insertable, Kysely, Transaction } from 'kysely';
-import type { Database, DeliveryRow, EndpointRow } from '../db-schema.js';
+import type { Kysely, Transaction } from 'kysely';
+import type { Database, EndpointRow } from '../db-schema.js';
 import type { Endpoint } from '../models.js';
-import { DeliveryStatus, TriggerType } from '../models.js';
-import type { AcceptedDelivery, AcceptItem, AcceptLease, AcceptOutcome, FanOut, IngestStore } from '../storage.js';
-import { HookrelayError } from '../../core/errors.js';
+import type { AcceptItem, AcceptLease, AcceptOutcome, FanOut, IngestStore } from '../storage.js';
+import { messageRow, planAccept, toAcceptError } from './accept-plan.js';
 import { endpointFromRow } from './endpoint-row.js';
 
 /** Rows per multi-row INSERT: well under SQLite's and PostgreSQL's bound-parameter limits. */
@@ -40,18 +39,7 @@ export class KyselyIngestStore implements IngestStore {
     for (const part of chunks(items, ROWS_PER_INSERT)) {
       const rows = await trx
         .insertInto('messages')
-        .values(
-          part.map(({ message: m }) => ({
-            id: m.id,
-            app_id: m.appId,
-            event_type: m.eventType,
-            event_id: m.eventId,
-            payload: m.payload,
-            channels: m.channels ? JSON.stringify(m.channels) : null,
-            tags: m.tags ? JSON.stringify(m.tags) : null,
-            created_at: m.createdAt,
-          })),
-        )
+        .values(part.map(({ message }) => messageRow(message)))
         .onConflict((oc) => oc.doNothing())
         .returning('id')
         .execute();
@@ -69,59 +57,17 @@ export class KyselyIngestStore implements IngestStore {
       }
     }
 
-    const deliveries: Insertable<DeliveryRow>[] = [];
-    const outcomes: AcceptOutcome[] = [];
-    const idempotencyRows: Database['idempotency_keys'][] = [];
-    for (const { message, idempotency } of items) {
-      if (!inserted.has(message.id)) {
-        outcomes.push({ ok: false, error: new HookrelayError('duplicate_event_id', `A message with eventId "${message.eventId}" already exists in this application`) });
-        continue;
-      }
-      const targets = fanOut(endpointsByApp.get(message.appId) ?? [], message);
-      const mine: AcceptedDelivery[] = [];
-      for (const endpoint of targets) {
-        const leased = lease !== null && lease.accepts(endpoint);
-        const leaseUntil = lease && leased ? lease.until : null;
-        mine.push({ deliveryId: 0, endpointId: endpoint.id, endpointUpdatedAt: endpoint.updatedAt, leased });
-        deliveries.push({
-          msg_id: message.id,
-          endpoint_id: endpoint.id,
-          app_id: message.appId,
-          status: DeliveryStatus.Pending,
-          attempts: 0,
-          next_attempt_at: leaseUntil ?? message.createdAt,
-          lease_token: leaseUntil !== null ? lease!.token : null,
-          trigger_type: TriggerType.Scheduled,
-          created_at: message.createdAt,
-          updated_at: message.createdAt,
-        });
-      }
-      if (idempotency) {
-        idempotencyRows.push({
-          scope: idempotency.scope,
-          key: idempotency.key,
-          request_hash: '',
-          status_code: idempotency.statusCode,
-          response_body: idempotency.body,
-          created_at: message.createdAt,
-          expires_at: 0,
-        });
-      }
-      outcomes.push({ ok: true, deliveries: mine });
-    }
+    const plan = planAccept(items, inserted, endpointsByApp, fanOut, lease);
     // RETURNING promises no row order, so ids are matched by (message, endpoint).
     const ids = new Map<string, number>();
-    for (const part of chunks(deliveries, ROWS_PER_INSERT)) {
-      const rows = await trx.insertInto('deliveries').values(part).returning(['id', 'msg_id', 'endpoint_id']).execute();
+    for (const part of chunks(plan.deliveries, ROWS_PER_INSERT)) {
+      const rows = await trx.insertInto('deliveries').values(part.map((d) => d.row)).returning(['id', 'msg_id', 'endpoint_id']).execute();
       for (const row of rows) ids.set(`${row.msg_id} ${row.endpoint_id}`, Number(row.id));
     }
-    items.forEach(({ message }, i) => {
-      const outcome = outcomes[i]!;
-      if (outcome.ok) for (const delivery of outcome.deliveries) delivery.deliveryId = ids.get(`${message.id} ${delivery.endpointId}`)!;
-    });
+    for (const { row, accepted } of plan.deliveries) accepted.deliveryId = ids.get(`${row.msg_id} ${row.endpoint_id}`)!;
     // The reservation row already exists (idempotency plugin); completing it here makes the stored
     // response commit with the message, so a crash cannot leave one without the other.
-    for (const row of idempotencyRows) {
+    for (const row of plan.idempotencyRows) {
       await trx
         .updateTable('idempotency_keys')
         .set({ status_code: row.status_code, response_body: row.response_body })
@@ -129,12 +75,6 @@ export class KyselyIngestStore implements IngestStore {
         .where('key', '=', row.key)
         .execute();
     }
-    return outcomes;
+    return plan.outcomes;
   }
-}
-
-function toAcceptError(error: unknown): Error {
-  const code = (error as { code?: string }).code;
-  if (code === 'SQLITE_CONSTRAINT_FOREIGNKEY' || code === '23503') return new HookrelayError('not_found', 'Application not found');
-  return error instanceof Error ? error : new Error(String(error));
 }
