@@ -19,7 +19,8 @@ const THROUGHPUT_MESSAGES = Number(env.BENCH_MESSAGES ?? 30_000);
 const FAN_OUT = Number(env.BENCH_FAN_OUT ?? 1);
 // Messages are spread round robin over this many applications (customers), each with FAN_OUT endpoints.
 const APPS = Number(env.BENCH_APPS ?? 10);
-const PUBLISH_CONNECTIONS = Number(env.BENCH_PUBLISH_CONNECTIONS ?? 64);
+// Enough publishers to keep Hookrelay's CPU busy: with 64 it waited on the publishers' round trips (docs/benchmarks.md).
+const PUBLISH_CONNECTIONS = Number(env.BENCH_PUBLISH_CONNECTIONS ?? 128);
 const LATENCY_RATE = Number(env.BENCH_RATE ?? 1000);
 const LATENCY_SECONDS = Number(env.BENCH_LATENCY_SECONDS ?? 10);
 const RAW_REQUESTS = Number(env.BENCH_RAW_REQUESTS ?? 50_000);
