@@ -1,6 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
+import { DeliveryStatus } from '../models.js';
 import type { ClaimedDelivery, PerEndpointCap, SharedEndpointCap } from '../storage.js';
-import { KyselyDeliveryStore, pickPerEndpoint } from '../stores/delivery-store.js';
+import { claimedFromRow, KyselyDeliveryStore, pickPerEndpoint } from '../stores/delivery-store.js';
 
 /**
  * Claims on PostgreSQL, where several dispatchers (threads or processes) claim from one table at
@@ -28,45 +30,50 @@ export class PostgresDeliveryStore extends KyselyDeliveryStore {
     const capOf = typeof perEndpoint === 'number' ? () => perEndpoint : perEndpoint;
     const inFlightCap = (endpointId: string) => shared?.inFlight ?? capOf(endpointId);
     return this.db.transaction().execute(async (trx) => {
-      // Endpoints with due work, earliest due first, at most MAX_ENDPOINTS_PER_CLAIM of them (each
-      // holds a lock until commit, and the server's lock table is finite).
-      const due = trx
-        .selectFrom(this.dueCandidates(trx, now, limit, skipEndpoints).as('due'))
-        .select('due.endpoint_id')
-        .groupBy('due.endpoint_id')
-        .orderBy(sql`min(due.id)`)
-        .limit(MAX_ENDPOINTS_PER_CLAIM);
+      // One walk of the due index, without row locks: the rows a claim may lease are those of the
+      // endpoints it then holds, which no other claimer touches meanwhile.
+      const candidates = await this.dueCandidates(trx, now, limit, skipEndpoints).execute();
+      if (candidates.length === 0) return [];
+      // Endpoints in due order, at most MAX_ENDPOINTS_PER_CLAIM (each lock lasts until commit, and
+      // the server's lock table is finite).
+      const endpointIds = [...new Set(candidates.map((c) => c.endpoint_id))].slice(0, MAX_ENDPOINTS_PER_CLAIM);
       const held = await trx
-        .selectFrom(due.as('e'))
+        .selectFrom('endpoints')
         .select((eb) => [
-          'e.endpoint_id as id',
+          'endpoints.id',
           // From the small partial index deliveries_leased: only pending rows carry a lease token.
           eb
             .selectFrom('deliveries')
             .select(sql<number>`count(*)`.as('n'))
-            .whereRef('deliveries.endpoint_id', '=', 'e.endpoint_id')
+            .whereRef('deliveries.endpoint_id', '=', 'endpoints.id')
             .where('deliveries.lease_token', 'is not', null)
             .where('deliveries.next_attempt_at', '>', now)
             .as('leased'),
         ])
-        // A volatile condition is never pushed into the subquery: it runs once per listed endpoint.
-        .where(sql<boolean>`pg_try_advisory_xact_lock(${CLAIM_LOCK_CLASS}, hashtext(e.endpoint_id))`)
+        .where('endpoints.id', 'in', endpointIds)
+        // A volatile condition: evaluated once per listed endpoint, after the list is made.
+        .where(sql<boolean>`pg_try_advisory_xact_lock(${CLAIM_LOCK_CLASS}, hashtext(endpoints.id))`)
         .execute();
       const free = new Map(held.map((e) => [e.id, Math.max(0, Math.min(capOf(e.id), inFlightCap(e.id) - Number(e.leased ?? 0)))]));
-      const serving = held.filter((e) => free.get(e.id)! > 0).map((e) => e.id);
-      // Due work left behind at endpoints whose cap is full: a request of ours to one of them
-      // finishing is worth a new claim. (Endpoints another claimer holds are that claimer's to serve.)
-      if (shared) for (const e of held) if (free.get(e.id) === 0) shared.passedOver.add(e.id);
-      if (serving.length === 0) return [];
-      // SKIP LOCKED still: a row may be locked by a writer that is not a claimer (a resend, say).
-      const candidates = await this.dueCandidates(trx, now, limit, []).where('endpoint_id', 'in', serving).forUpdate().skipLocked().execute();
       const picked = pickPerEndpoint(candidates, limit, (endpointId) => free.get(endpointId) ?? 0);
       if (shared) {
+        // Due work left behind at endpoints whose cap is full: a request of ours to one of them
+        // finishing is worth a new claim. (Endpoints another claimer holds are that claimer's.)
         const wanted = new Map<string, number>();
         for (const c of candidates) wanted.set(c.endpoint_id, (wanted.get(c.endpoint_id) ?? 0) + 1);
-        for (const [endpointId, count] of wanted) if (count > free.get(endpointId)!) shared.passedOver.add(endpointId);
+        for (const [endpointId, count] of wanted) if (free.has(endpointId) && count > free.get(endpointId)!) shared.passedOver.add(endpointId);
       }
-      return picked.length === 0 ? [] : this.leasePicked(trx, picked, now, leaseMs);
+      if (picked.length === 0) return [];
+      const leaseToken = randomUUID();
+      // Leased by primary key, re-checked as still due; a row some other writer holds (a resend,
+      // say) is skipped rather than waited for.
+      const rows = await trx
+        .updateTable('deliveries')
+        .set({ next_attempt_at: now + leaseMs, lease_token: leaseToken, updated_at: now })
+        .where('id', 'in', trx.selectFrom('deliveries').select('id').where('id', 'in', picked).where('status', '=', DeliveryStatus.Pending).where('next_attempt_at', '<=', now).forUpdate().skipLocked())
+        .returning(['id', 'msg_id', 'app_id', 'endpoint_id', 'attempts', 'trigger_type'])
+        .execute();
+      return rows.map((row) => claimedFromRow(row, leaseToken));
     });
   }
 }
