@@ -32,11 +32,11 @@ async function deliveryStatuses(database: TestDatabase): Promise<{ success: numb
   }
 }
 
-/** Successful attempts a worker reports on its own /metrics (its operations listener). */
-async function successfulAttempts(worker: ServerProcess): Promise<number> {
+/** Attempts with this outcome that a worker reports on its own /metrics (its operations listener). */
+async function attemptsMade(worker: ServerProcess, outcome: 'success' | 'failure' = 'success'): Promise<number> {
   const res = await fetch(worker.url + '/metrics', { headers: { authorization: `Bearer ${CLUSTER_TOKEN}` } });
   assert.equal(res.status, 200);
-  const line = (await res.text()).split('\n').find((l) => l.startsWith('hookrelay_attempts_total{') && l.includes('outcome="success"'));
+  const line = (await res.text()).split('\n').find((l) => l.startsWith('hookrelay_attempts_total{') && l.includes(`outcome="${outcome}"`));
   return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
 }
 
@@ -82,7 +82,7 @@ else describe('scale-out: API and worker processes on one PostgreSQL database', 
     await waitFor('every delivery recorded as successful', async () => (await deliveryStatuses(run.database)).success === MESSAGES, 30_000, 50);
     assert.deepEqual(await deliveryStatuses(run.database), { success: MESSAGES, other: 0 });
     const counts = countDeliveries(run.receiver, ids, ENDPOINTS);
-    const perWorker = await Promise.all(run.workers.map(successfulAttempts));
+    const perWorker = await Promise.all(run.workers.map((worker) => attemptsMade(worker)));
     t.diagnostic(
       `published ${MESSAGES} in ${published - started} ms (${Math.round((MESSAGES * 1000) / (published - started))}/s); ` +
         `all delivered ${delivered - started} ms after the first publish (${Math.round((MESSAGES * 1000) / (delivered - started))}/s); ` +
@@ -103,7 +103,7 @@ else describe('scale-out: API and worker processes on one PostgreSQL database', 
     const started = Date.now();
     const publishing = publishRoundRobin({ apiUrls: run.apis.map((a) => a.url), appIds: run.appIds, count: MESSAGES, concurrency: PUBLISH_CONCURRENCY });
     // Mid-run: publishing still under way, and the victim busy delivering.
-    await waitFor('a quarter delivered, the victim among the senders', async () => run.receiver.requests.length >= MESSAGES / 4 && (await successfulAttempts(victim!)) > 0, 60_000, 50);
+    await waitFor('a quarter delivered, the victim among the senders', async () => run.receiver.requests.length >= MESSAGES / 4 && (await attemptsMade(victim!)) > 0, 60_000, 50);
     victim!.child.kill('SIGKILL');
     assert.equal(await victim!.exited, 'SIGKILL');
     const killedAt = run.receiver.requests.length;
@@ -143,7 +143,7 @@ else describe('scale-out: API and worker processes on one PostgreSQL database', 
     const ids = await publishRoundRobin({ apiUrls: run.apis.map((a) => a.url), appIds: [run.appIds[0]!], count: messages, concurrency: 16 });
     await waitFor('every message at the endpoint', () => run.receiver.distinctIds().size === messages, 60_000, 20);
     const drainedMs = Date.now() - started;
-    const perWorker = await Promise.all(run.workers.map(successfulAttempts));
+    const perWorker = await Promise.all(run.workers.map((worker) => attemptsMade(worker)));
     t.diagnostic(`${messages} messages delivered in ${drainedMs} ms; most requests open at once: ${mostOpen} (cap ${cap}); sent per worker ${perWorker.join('/')}; duplicates ${run.receiver.requests.length - messages}`);
     assert.ok(mostOpen <= cap, `${mostOpen} requests were open at once; the cap is ${cap} over all 3 workers`);
     assert.ok(mostOpen >= 2, 'the cap is used: requests do run side by side');
@@ -165,11 +165,7 @@ else describe('scale-out: API and worker processes on one PostgreSQL database', 
       const res = await callApi(run.apis[1]!.url, 'GET', `/api/v1/app/${appId}/endpoint/${endpoint.id}/health`);
       return res.body.consecutiveFailures === messages && res.body;
     }, 60_000, 50);
-    const perWorker = await Promise.all(run.workers.map(async (worker) => {
-      const res = await fetch(worker.url + '/metrics', { headers: { authorization: `Bearer ${CLUSTER_TOKEN}` } });
-      const line = (await res.text()).split('\n').find((l) => l.startsWith('hookrelay_attempts_total{') && l.includes('outcome="failure"'));
-      return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
-    }));
+    const perWorker = await Promise.all(run.workers.map((worker) => attemptsMade(worker, 'failure')));
     t.diagnostic(`failures per worker ${perWorker.join('/')}; streak ${health.consecutiveFailures} since ${health.failingSince}`);
     assert.equal(run.receiver.requests.length, messages);
     assert.ok(perWorker.filter((n) => n > 0).length >= 2, 'more than one worker recorded failures');
