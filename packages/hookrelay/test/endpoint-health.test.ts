@@ -114,6 +114,25 @@ for (const engine of TEST_ENGINES) describe(`endpoint failure tracking (${engine
     assert.equal(unknown.body.code, 'not_found');
   });
 
+  test('HOOKRELAY_ENDPOINT_DISABLE_AFTER=0 never disables an endpoint', async (t) => {
+    const receiver = await Receiver.start();
+    receiver.reply = () => ({ status: 500 });
+    const platform = await startTestPlatform({ engine, retryScheduleMs: [0, 50, 50, 50], endpointDisableAfterMs: 0 });
+    t.after(async () => {
+      await platform.close();
+      await receiver.close();
+    });
+    const { appId, endpointId } = await createAppWithEndpoint(platform, receiver.url());
+    await publish(platform, appId, 0);
+    // Every failure after the first is past any positive limit taken as 0 ms.
+    const h = await waitFor('four failures recorded', async () => {
+      const current = await health(platform, appId, endpointId);
+      return current.consecutiveFailures === 4 && current;
+    });
+    assert.equal(h.disabledAt, null);
+    assert.equal((await platform.api('GET', `/api/v1/app/${appId}/endpoint/${endpointId}`)).body.disabled, false);
+  });
+
   test('an endpoint failing for longer than HOOKRELAY_ENDPOINT_DISABLE_AFTER is disabled; enabling it again starts afresh', async (t) => {
     const receiver = await Receiver.start();
     let failing = true;

@@ -40,16 +40,10 @@ export type EndpointUpdate = Static<typeof EndpointUpdate>;
 /** Absent fields are left as they are; null clears a nullable one. */
 export const EndpointPatch = Type.Object(
   {
+    ...endpointFields,
     url: Type.Optional(Url),
-    uid: Type.Optional(Nullable(Uid)),
-    description: Type.Optional(Description),
+    // Not nullable here: a PATCH has no default to fall back on.
     version: Type.Optional(Version),
-    disabled: Type.Optional(Type.Boolean()),
-    filterTypes: Type.Optional(Nullable(FilterTypes)),
-    channels: Type.Optional(Nullable(Channels)),
-    rateLimit: Type.Optional(Nullable(RateLimit, { deprecated: true })),
-    throttleRate: Type.Optional(Nullable(RateLimit)),
-    metadata: Type.Optional(Metadata),
     secret: Type.Optional(Nullable(Secret, { deprecated: true, description: 'Deprecated: replaces the key at once; use secret/rotate' })),
   },
   { title: 'EndpointPatch' },
