@@ -92,6 +92,35 @@ else describe('PostgreSQL engine', () => {
     }
   });
 
+  it('a claim whose candidates went stale before its locks reads the endpoint again, rather than coming back short', async () => {
+    const storage = await openStorage({ database: loadConfig({}, { databaseUrl: database.url }), secretBox: SECRET_BOX });
+    const holder = new Client({ connectionString: database.url });
+    await holder.connect();
+    try {
+      const app = await storage.applications.create({ name: 'stale candidates', uid: null, rateLimit: null, metadata: {} });
+      const endpoint = await storage.endpoints.create(app.id, { url: 'https://example.com/stale', uid: null, description: '', disabled: false, filterTypes: null, channels: null, rateLimit: null, metadata: {}, version: 1 }, {}, generateEndpointSecret());
+      // Far in the past, so that these are the oldest due rows in the suite's shared database.
+      const at = 1_000_000_000_000;
+      const items = Array.from({ length: 12 }, (_, i) => ({ message: { id: newId('msg', at + i), appId: app.id, eventType: 'a.b', eventId: null, payload: '{}', channels: null, tags: null, createdAt: at + i }, idempotency: null }));
+      await storage.ingest.acceptBatch(items, (endpoints) => endpoints);
+
+      // The three oldest are held by another writer, as rows another claimer leased between this
+      // claim's read and its locks would be: the first lease by primary key takes only two of five.
+      await holder.query('BEGIN');
+      const held = (await holder.query<{ id: number }>('SELECT id FROM deliveries WHERE endpoint_id = $1 ORDER BY next_attempt_at LIMIT 3 FOR UPDATE', [endpoint.id])).rows.map((r) => Number(r.id));
+      const claimed = (await storage.deliveries.claimDue(at + 100, 60_000, 5, 100, [], { inFlight: 100, passedOver: new Set() })).filter((c) => c.endpointId === endpoint.id);
+      await holder.query('COMMIT');
+      assert.equal(claimed.length, 5, 'a full batch, made up from the endpoint\'s next due rows');
+      assert.ok(claimed.every((c) => !held.includes(c.deliveryId)), 'no held row was claimed');
+      assert.equal(new Set(claimed.map((c) => c.deliveryId)).size, 5);
+      // The suite's database is shared: leave nothing of this endpoint's due for the next test.
+      await holder.query('DELETE FROM deliveries WHERE endpoint_id = $1', [endpoint.id]);
+    } finally {
+      await holder.end();
+      await storage.close();
+    }
+  });
+
   it('the per-endpoint cap counts every claimer\'s live leases, and skips an endpoint another claim holds', async () => {
     const storage = await openStorage({ database: loadConfig({}, { databaseUrl: database.url }), secretBox: SECRET_BOX });
     const holder = new Client({ connectionString: database.url });

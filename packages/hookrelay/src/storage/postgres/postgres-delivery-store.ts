@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql, type Transaction } from 'kysely';
+import type { Database } from '../db-schema.js';
 import { DeliveryStatus } from '../models.js';
 import type { ClaimedDelivery, PerEndpointCap, SharedEndpointCap } from '../storage.js';
 import { claimedFromRow, KyselyDeliveryStore, pickPerEndpoint } from '../stores/delivery-store.js';
@@ -8,13 +9,14 @@ import { claimedFromRow, KyselyDeliveryStore, pickPerEndpoint } from '../stores/
  * Claims on PostgreSQL, where several dispatchers (threads or processes) claim from one table at
  * once, and where each endpoint's in-flight cap holds across all of them together.
  *
- * A claim is one short transaction. It first takes a transaction-scoped advisory lock per endpoint
- * that has due work (`pg_try_advisory_xact_lock`, which never waits), counting each one's live
- * leases (every dispatcher's requests in flight, and outcomes not yet written) in the same query.
- * Endpoints another claimer holds at that moment are skipped: that claimer is serving them. Only then are due rows read, of the held
- * endpoints alone, and leased up to what is left of each cap. So two claimers never count the
- * same endpoint's free slots at once, and never lock each other's candidate rows: no claimer
- * leaves due rows locked but untaken for another to walk past.
+ * A claim is one short transaction. It walks the due index once, without row locks, then takes a
+ * transaction-scoped advisory lock per endpoint among the candidates (`pg_try_advisory_xact_lock`,
+ * which never waits), counting each one's live leases (every dispatcher's requests in flight, and
+ * outcomes not yet written) in the same query. Endpoints another claimer holds at that moment are
+ * skipped: that claimer is serving them. Of the held endpoints' candidates it leases, by primary
+ * key, what is left of each cap. So two claimers never count the same endpoint's free slots at
+ * once. Should the candidates have gone stale between the read and the locks (another claimer
+ * leased some of them first), the held endpoints' due rows are read again under the locks.
  *
  * Advisory locks rather than row locks on `endpoints`: a row lock is a write to the row, and
  * beside the FOR KEY SHARE that every delivery insert takes on its endpoint (the foreign key) it
@@ -63,17 +65,36 @@ export class PostgresDeliveryStore extends KyselyDeliveryStore {
         for (const c of candidates) wanted.set(c.endpoint_id, (wanted.get(c.endpoint_id) ?? 0) + 1);
         for (const [endpointId, count] of wanted) if (free.has(endpointId) && count > free.get(endpointId)!) shared.passedOver.add(endpointId);
       }
-      if (picked.length === 0) return [];
       const leaseToken = randomUUID();
-      // Leased by primary key, re-checked as still due; a row some other writer holds (a resend,
-      // say) is skipped rather than waited for.
-      const rows = await trx
-        .updateTable('deliveries')
-        .set({ next_attempt_at: now + leaseMs, lease_token: leaseToken, updated_at: now })
-        .where('id', 'in', trx.selectFrom('deliveries').select('id').where('id', 'in', picked).where('status', '=', DeliveryStatus.Pending).where('next_attempt_at', '<=', now).forUpdate().skipLocked())
-        .returning(['id', 'msg_id', 'app_id', 'endpoint_id', 'attempts', 'trigger_type'])
-        .execute();
+      const rows = picked.length === 0 ? [] : await this.#lease(trx, picked, now, leaseMs, leaseToken);
+      // The candidates were read before the locks were taken: a claimer that held one of these
+      // endpoints meanwhile may have leased some of them (or a resend holds a row). The endpoints
+      // are ours now, so their other due rows are read afresh; otherwise this claim would come back
+      // short, and its dispatcher go idle, while work sits due at endpoints nobody else is claiming.
+      const took = new Map<string, number>();
+      for (const row of rows) took.set(row.endpoint_id, (took.get(row.endpoint_id) ?? 0) + 1);
+      const room = (endpointId: string) => (free.get(endpointId) ?? 0) - (took.get(endpointId) ?? 0);
+      const stale = rows.length < picked.length;
+      const roomy = [...free.keys()].filter((endpointId) => room(endpointId) > 0);
+      if (stale && rows.length < limit && roomy.length > 0) {
+        const fresh = await this.dueCandidates(trx, now, limit - rows.length, []).where('endpoint_id', 'in', roomy).where('id', 'not in', picked).execute();
+        const more = pickPerEndpoint(fresh, limit - rows.length, room);
+        if (more.length > 0) rows.push(...(await this.#lease(trx, more, now, leaseMs, leaseToken)));
+      }
       return rows.map((row) => claimedFromRow(row, leaseToken));
     });
+  }
+
+  /**
+   * Leases picked rows by primary key, re-checked as still due; a row some other writer holds (a
+   * resend, say) is skipped rather than waited for.
+   */
+  #lease(trx: Transaction<Database>, picked: readonly number[], now: number, leaseMs: number, leaseToken: string) {
+    return trx
+      .updateTable('deliveries')
+      .set({ next_attempt_at: now + leaseMs, lease_token: leaseToken, updated_at: now })
+      .where('id', 'in', trx.selectFrom('deliveries').select('id').where('id', 'in', picked).where('status', '=', DeliveryStatus.Pending).where('next_attempt_at', '<=', now).forUpdate().skipLocked())
+      .returning(['id', 'msg_id', 'app_id', 'endpoint_id', 'attempts', 'trigger_type'])
+      .execute();
   }
 }
