@@ -63,4 +63,26 @@ for (const engine of TEST_ENGINES) describe(`delivery signing (${engine})`, () =
       assert.deepEqual(new Webhook(key).verify(request.body, request.headers as Record<string, string>), { id: 1 });
     }
   });
+
+  test('a change to the endpoint applies from the next delivery on, whatever the dispatcher has cached', async (t) => {
+    const receiver = await Receiver.start();
+    const platform = await startTestPlatform({ engine });
+    t.after(async () => {
+      await platform.close();
+      await receiver.close();
+    });
+    const { appId, endpointId } = await createAppWithEndpoint(platform, receiver.url(), { headers: { 'x-tenant': 'alpha' } });
+    assert.equal((await platform.api('POST', `/api/v1/app/${appId}/msg`, { eventType: 'user.created', payload: { n: 1 } })).status, 202);
+    const first = await waitFor('the first delivery', () => receiver.requests[0]);
+    assert.equal(first.headers['x-tenant'], 'alpha');
+
+    assert.equal((await platform.api('PUT', `/api/v1/app/${appId}/endpoint/${endpointId}/headers`, { headers: { 'x-tenant': 'beta' } })).status, 204);
+    assert.equal((await platform.api('POST', `/api/v1/app/${appId}/endpoint/${endpointId}/secret/rotate`, {})).status, 204);
+    const newSecret = (await platform.api('GET', `/api/v1/app/${appId}/endpoint/${endpointId}/secret`)).body.key as string;
+    assert.equal((await platform.api('POST', `/api/v1/app/${appId}/msg`, { eventType: 'user.created', payload: { n: 2 } })).status, 202);
+    const second = await waitFor('the second delivery', () => receiver.requests[1]);
+    assert.equal(second.headers['x-tenant'], 'beta', 'the new headers are sent');
+    assert.equal(String(second.headers['webhook-signature']).split(' ').length, 2, 'the rotated secret signs beside the old one');
+    assert.deepEqual(new Webhook(newSecret).verify(second.body, second.headers as Record<string, string>), { n: 2 });
+  });
 });

@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { Dispatcher } from '../src/dispatch/dispatcher.js';
 import { createDispatcherMetrics } from '../src/observability/metrics.js';
-import type { ClaimedDelivery, DeliveryOutcome, PerEndpointCap, Storage } from '../src/storage/storage.js';
+import { capOf, type ClaimedDelivery, type DeliveryOutcome, type PerEndpointCap, type Storage } from '../src/storage/storage.js';
 import type { SendResult } from '../src/transport/webhook-sender.js';
 import { waitFor } from './helpers/wait-for.js';
 
@@ -15,11 +15,11 @@ function fakeStorage(due: ClaimedDelivery[]) {
   const deliveries = {
     async claimDue(_now: number, _lease: number, limit: number, perEndpoint: PerEndpointCap, skip: readonly string[]) {
       calls.claimDue++;
-      const capOf = typeof perEndpoint === 'number' ? () => perEndpoint : perEndpoint;
+      const capFor = capOf(perEndpoint);
       const taken: ClaimedDelivery[] = [];
       const perEp = new Map<string, number>();
       for (const d of [...due]) {
-        if (taken.length >= limit || skip.includes(d.endpointId) || (perEp.get(d.endpointId) ?? 0) >= capOf(d.endpointId)) continue;
+        if (taken.length >= limit || skip.includes(d.endpointId) || (perEp.get(d.endpointId) ?? 0) >= capFor(d.endpointId)) continue;
         perEp.set(d.endpointId, (perEp.get(d.endpointId) ?? 0) + 1);
         taken.push(d);
         due.splice(due.indexOf(d), 1);

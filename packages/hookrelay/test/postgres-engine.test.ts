@@ -217,6 +217,19 @@ else describe('PostgreSQL engine', () => {
     }
   });
 
+  it('commits wait for the disk flush, except on a dispatcher\'s pool (leases and outcomes only)', async () => {
+    const acceptance = createPostgresPool({ url: database.url, poolSize: 1, statementTimeoutMs: 0, connectTimeoutMs: 10_000 });
+    const dispatcher = createPostgresPool({ url: database.url, poolSize: 1, statementTimeoutMs: 0, connectTimeoutMs: 10_000, flushCommits: false });
+    try {
+      const setting = async (pool: typeof acceptance) => (await pool.query<{ synchronous_commit: string }>('SHOW synchronous_commit')).rows[0]!.synchronous_commit;
+      assert.equal(await setting(acceptance), 'on', 'a 202 waits for its commit to be on disk');
+      assert.equal(await setting(dispatcher), 'off');
+    } finally {
+      await acceptance.end();
+      await dispatcher.end();
+    }
+  });
+
   it('`hookrelay serve` on PostgreSQL keeps its files in HOOKRELAY_DATA_DIR and warns that the master key must be shared', async (t) => {
     const fresh = await createTestDatabase('postgres');
     // Empty values stand for unset, whatever the developer's shell exports.

@@ -233,6 +233,32 @@ export class Dispatcher {
   }
 
   /**
+   * The targets of a batch's endpoints, from the cache where the entry's updatedAt is the one the
+   * delivery was claimed or handed off with and no rotated-out key has expired since; the rest are
+   * read. A map per batch: trimming the cache cannot take a target from under a queued delivery.
+   */
+  async #targetsFor(deliveries: readonly { endpointId: string; endpointUpdatedAt?: number }[], now: number): Promise<Map<string, DeliveryTarget>> {
+    const batch = new Map<string, DeliveryTarget>();
+    const stale = new Set<string>();
+    for (const d of deliveries) {
+      const cached = this.#targets.get(d.endpointId);
+      if (cached && cached.updatedAt === d.endpointUpdatedAt && cached.validUntil > now) batch.set(d.endpointId, cached);
+      else stale.add(d.endpointId);
+    }
+    if (stale.size === 0) return batch;
+    const loaded = await this.#o.storage.deliveries.loadTargets([...stale], now);
+    if (this.#targets.size + loaded.size > 50_000) this.#targets.clear();
+    for (const id of stale) {
+      const target = loaded.get(id);
+      if (target) {
+        this.#targets.set(id, target);
+        batch.set(id, target);
+      } else this.#targets.delete(id);
+    }
+    return batch;
+  }
+
+  /**
    * Deliveries the ingestor wrote already leased to this dispatcher: sent from memory, with no
    * claim query. Endpoint targets come from a cache checked against the endpoint's updatedAt.
    */
@@ -242,21 +268,8 @@ export class Dispatcher {
       return;
     }
     const now = Date.now();
-    const stale = new Set<string>();
-    for (const d of deliveries) {
-      const cached = this.#targets.get(d.endpointId);
-      if (!cached || cached.updatedAt !== d.endpointUpdatedAt || cached.validUntil <= now) stale.add(d.endpointId);
-    }
-    if (stale.size > 0) {
-      const loaded = await this.#o.storage.deliveries.loadTargets([...stale], now);
-      for (const id of stale) {
-        const target = loaded.get(id);
-        if (target) this.#targets.set(id, target);
-        else this.#targets.delete(id);
-      }
-      if (this.#targets.size > 50_000) this.#targets.clear();
-    }
-    const context: DeliveryContext = { messages: new Map(), endpoints: this.#targets };
+    const endpoints = await this.#targetsFor(deliveries, now);
+    const context: DeliveryContext = { messages: new Map(), endpoints };
     for (const d of deliveries) context.messages.set(d.msgId, { payload: d.payload, createdAt: d.createdAt });
     for (const d of deliveries) {
       const claim: ClaimedDelivery = { deliveryId: d.deliveryId, leaseToken: d.leaseToken, msgId: d.msgId, appId: d.appId, endpointId: d.endpointId, attempts: 0, triggerType: TriggerType.Scheduled };
@@ -275,19 +288,25 @@ export class Dispatcher {
       if (until > now) skip.push(endpointId);
       else this.#pacedUntil.delete(endpointId);
     }
-    const cap = (endpointId: string) => this.#rateCaps.get(endpointId) ?? this.#o.endpointConcurrency;
+    const cap = { fallback: this.#o.endpointConcurrency, byEndpoint: this.#rateCaps };
     // The store adds endpoints whose cap other dispatchers fill (PostgreSQL): a request of ours to
     // one of them finishing frees a slot, so it wakes the loop as for our own saturated ones.
     const claims = await this.#o.storage.deliveries.claimDue(now, this.#o.leaseMs, limit, cap, skip, { inFlight: this.#o.endpointConcurrency, passedOver: this.#passedOver });
     const leaseUntil = now + this.#o.leaseMs;
     if (claims.length === 0) return 0;
-    const context = await this.#o.storage.deliveries.loadContext(
-      [...new Set(claims.map((c) => c.msgId))],
-      [...new Set(claims.map((c) => c.endpointId))],
-      now,
-    );
+    const context = await this.#contextFor(claims, now);
     for (const claim of await this.#withinRateLimits(claims, context, now)) this.#startOrQueue({ claim, context, leaseUntil });
     return claims.length;
+  }
+
+  /** What sending a claimed batch needs, read only where the claim did not bring it along. */
+  async #contextFor(claims: readonly ClaimedDelivery[], now: number): Promise<DeliveryContext> {
+    if (claims.some((c) => c.content === undefined || c.endpointUpdatedAt === undefined)) {
+      return this.#o.storage.deliveries.loadContext([...new Set(claims.map((c) => c.msgId))], [...new Set(claims.map((c) => c.endpointId))], now);
+    }
+    const messages = new Map<string, { payload: string; createdAt: number }>();
+    for (const c of claims) if (c.content) messages.set(c.msgId, c.content);
+    return { messages, endpoints: await this.#targetsFor(claims, now) };
   }
 
   /**

@@ -29,6 +29,11 @@ export interface OpenStorageOptions {
   migrate?: boolean;
   /** PostgreSQL: a pooled connection failed while idle (it is replaced); worth a log line. */
   onIdleError?: (error: Error) => void;
+  /**
+   * PostgreSQL: this storage only leases, records outcomes and paces (a dispatcher's), so its
+   * commits need not wait for the disk (see PostgresOptions.flushCommits). SQLite: no effect.
+   */
+  dispatcherOnly?: boolean;
 }
 
 /** The one place that picks a storage engine from the database URL. */
@@ -40,6 +45,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
       poolSize: database.pgPoolSize,
       statementTimeoutMs: database.pgStatementTimeoutMs,
       connectTimeoutMs: database.pgConnectTimeoutMs,
+      flushCommits: options.dispatcherOnly !== true,
       ...(options.onIdleError ? { onIdleError: options.onIdleError } : {}),
     });
     try {

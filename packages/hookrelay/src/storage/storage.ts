@@ -135,6 +135,13 @@ export interface ClaimedDelivery {
   /** Attempts made before this one. */
   attempts: number;
   triggerType: TriggerType;
+  /**
+   * Set by engines whose claim reads them in the same round trip (PostgreSQL): the message's
+   * content (null when it was expunged or deleted) and the endpoint's updatedAt, against which a
+   * dispatcher's cached target is checked. Absent: loadContext reads them.
+   */
+  content?: { payload: string; createdAt: number } | null;
+  endpointUpdatedAt?: number;
 }
 
 export interface DeliveryTarget {
@@ -236,8 +243,13 @@ export interface SharedEndpointCap {
   passedOver: Set<string>;
 }
 
-/** How many deliveries a claim may take from one endpoint: one cap for all, or per endpoint. */
-export type PerEndpointCap = number | ((endpointId: string) => number);
+/** How many deliveries a claim may take from one endpoint: one cap for all, or some endpoints' own. */
+export type PerEndpointCap = number | { fallback: number; byEndpoint: ReadonlyMap<string, number> };
+
+export function capOf(perEndpoint: PerEndpointCap): (endpointId: string) => number {
+  if (typeof perEndpoint === 'number') return () => perEndpoint;
+  return (endpointId) => perEndpoint.byEndpoint.get(endpointId) ?? perEndpoint.fallback;
+}
 
 export interface DeliveryStore {
   /**

@@ -15,6 +15,12 @@ export interface PostgresOptions {
   connectTimeoutMs: number;
   /** A pooled connection failed while idle (server restart, network): it is dropped and replaced. */
   onIdleError?: (error: Error) => void;
+  /**
+   * false: commits on these connections return before their WAL is flushed to disk
+   * (synchronous_commit = off). Only for a pool whose writes a server crash may take back at no
+   * cost but a repeated delivery: a dispatcher's leases and outcomes. Never for acceptance.
+   */
+  flushCommits?: boolean;
 }
 
 /**
@@ -37,6 +43,7 @@ export function createPostgresPool(options: PostgresOptions): Pool {
     max: options.poolSize,
     // Sent in the startup packet, so every pooled connection has it without an extra round trip.
     statement_timeout: options.statementTimeoutMs,
+    ...(options.flushCommits === false ? { options: '-c synchronous_commit=off' } : {}),
     application_name: 'hookrelay',
     // Without these, a network that silently drops packets hangs a connect (or a query on an
     // idle connection) until the kernel gives up, minutes later.

@@ -1,22 +1,26 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type Transaction } from 'kysely';
-import type { Database } from '../db-schema.js';
+import { sql } from 'kysely';
 import { DeliveryStatus } from '../models.js';
-import type { ClaimedDelivery, PerEndpointCap, SharedEndpointCap } from '../storage.js';
-import { claimedFromRow, KyselyDeliveryStore, pickPerEndpoint } from '../stores/delivery-store.js';
+import type { Attempt } from '../models.js';
+import type { ClaimedDelivery, DeliveryOutcome, HealthPolicy, PerEndpointCap, SharedEndpointCap } from '../storage.js';
+import { claimedFromRow, KyselyDeliveryStore } from '../stores/delivery-store.js';
+import { planHealthWrites, recordEndpointHealth, recoveringEndpoints, summarizeStreaks } from '../stores/endpoint-health-store.js';
 
 /**
  * Claims on PostgreSQL, where several dispatchers (threads or processes) claim from one table at
  * once, and where each endpoint's in-flight cap holds across all of them together.
  *
- * A claim is one short transaction. It walks the due index once, without row locks, then takes a
- * transaction-scoped advisory lock per endpoint among the candidates (`pg_try_advisory_xact_lock`,
+ * A claim is one call of the server-side function hookrelay_claim (migrations/0005-claim-function.ts),
+ * so one round trip and one implicit transaction. It walks the due index once, without row locks,
+ * then takes a transaction-scoped advisory lock per endpoint among the first 64 candidates (`pg_try_advisory_xact_lock`,
  * which never waits), counting each one's live leases (every dispatcher's requests in flight, and
  * outcomes not yet written) in the same query. Endpoints another claimer holds at that moment are
  * skipped: that claimer is serving them. Of the held endpoints' candidates it leases, by primary
  * key, what is left of each cap. So two claimers never count the same endpoint's free slots at
  * once. Should the candidates have gone stale between the read and the locks (another claimer
- * leased some of them first), the held endpoints' due rows are read again under the locks.
+ * leased some of them first), the held endpoints' due rows are read again under the locks. The
+ * same answer carries each claimed message's payload and its endpoint's updatedAt, which saves
+ * the dispatcher the reads of loadContext.
  *
  * Advisory locks rather than row locks on `endpoints`: a row lock is a write to the row, and
  * beside the FOR KEY SHARE that every delivery insert takes on its endpoint (the foreign key) it
@@ -25,76 +29,81 @@ import { claimedFromRow, KyselyDeliveryStore, pickPerEndpoint } from '../stores/
  */
 /** First key of the claim locks (pg_try_advisory_xact_lock(class, hashtext(endpoint id))): arbitrary, fixed. */
 export const CLAIM_LOCK_CLASS = 1_213_025;
-const MAX_ENDPOINTS_PER_CLAIM = 64;
+
+/** A row of hookrelay_claim(): a leased delivery, or (passed_over) an endpoint left behind at its cap. */
+interface ClaimFunctionRow {
+  passed_over: boolean;
+  delivery_id: number | null;
+  msg_id: string | null;
+  app_id: string | null;
+  endpoint_id: string;
+  attempts: number | null;
+  trigger_type: number | null;
+  payload: string | null;
+  msg_created_at: number | null;
+  endpoint_updated_at: number | null;
+}
 
 export class PostgresDeliveryStore extends KyselyDeliveryStore {
-  override claimDue(now: number, leaseMs: number, limit: number, perEndpoint: PerEndpointCap, skipEndpoints: readonly string[], shared?: SharedEndpointCap): Promise<ClaimedDelivery[]> {
-    const capOf = typeof perEndpoint === 'number' ? () => perEndpoint : perEndpoint;
-    const inFlightCap = (endpointId: string) => shared?.inFlight ?? capOf(endpointId);
-    return this.db.transaction().execute(async (trx) => {
-      // One walk of the due index, without row locks: the rows a claim may lease are those of the
-      // endpoints it then holds, which no other claimer touches meanwhile.
-      const candidates = await this.dueCandidates(trx, now, limit, skipEndpoints).execute();
-      if (candidates.length === 0) return [];
-      // Endpoints in due order, at most MAX_ENDPOINTS_PER_CLAIM (each lock lasts until commit, and
-      // the server's lock table is finite).
-      const endpointIds = [...new Set(candidates.map((c) => c.endpoint_id))].slice(0, MAX_ENDPOINTS_PER_CLAIM);
-      const held = await trx
-        .selectFrom('endpoints')
-        .select((eb) => [
-          'endpoints.id',
-          // From the small partial index deliveries_leased: only pending rows carry a lease token.
-          eb
-            .selectFrom('deliveries')
-            .select(sql<number>`count(*)`.as('n'))
-            .whereRef('deliveries.endpoint_id', '=', 'endpoints.id')
-            .where('deliveries.lease_token', 'is not', null)
-            .where('deliveries.next_attempt_at', '>', now)
-            .as('leased'),
-        ])
-        .where('endpoints.id', 'in', endpointIds)
-        // A volatile condition: evaluated once per listed endpoint, after the list is made.
-        .where(sql<boolean>`pg_try_advisory_xact_lock(${CLAIM_LOCK_CLASS}, hashtext(endpoints.id))`)
-        .execute();
-      const free = new Map(held.map((e) => [e.id, Math.max(0, Math.min(capOf(e.id), inFlightCap(e.id) - Number(e.leased ?? 0)))]));
-      const picked = pickPerEndpoint(candidates, limit, (endpointId) => free.get(endpointId) ?? 0);
-      if (shared) {
-        // Due work left behind at endpoints whose cap is full: a request of ours to one of them
-        // finishing is worth a new claim. (Endpoints another claimer holds are that claimer's.)
-        const wanted = new Map<string, number>();
-        for (const c of candidates) wanted.set(c.endpoint_id, (wanted.get(c.endpoint_id) ?? 0) + 1);
-        for (const [endpointId, count] of wanted) if (free.has(endpointId) && count > free.get(endpointId)!) shared.passedOver.add(endpointId);
+  override async claimDue(now: number, leaseMs: number, limit: number, perEndpoint: PerEndpointCap, skipEndpoints: readonly string[], shared?: SharedEndpointCap): Promise<ClaimedDelivery[]> {
+    const fallback = typeof perEndpoint === 'number' ? perEndpoint : perEndpoint.fallback;
+    const own = typeof perEndpoint === 'number' ? [] : [...perEndpoint.byEndpoint];
+    const leaseToken = randomUUID();
+    // One statement, so one implicit transaction: the advisory locks last until it ends.
+    const { rows } = await sql<ClaimFunctionRow>`SELECT * FROM hookrelay_claim(${now}, ${leaseMs}, ${leaseToken}, ${limit}, ${[...skipEndpoints]}::text[], ${fallback}, ${own.map(([id]) => id)}::text[], ${own.map(([, cap]) => cap)}::integer[], ${shared?.inFlight ?? null}::integer, ${CLAIM_LOCK_CLASS})`.execute(this.db);
+    const claims: ClaimedDelivery[] = [];
+    for (const row of rows) {
+      if (row.passed_over) {
+        shared?.passedOver.add(row.endpoint_id);
+        continue;
       }
-      const leaseToken = randomUUID();
-      const rows = picked.length === 0 ? [] : await this.#lease(trx, picked, now, leaseMs, leaseToken);
-      // The candidates were read before the locks were taken: a claimer that held one of these
-      // endpoints meanwhile may have leased some of them (or a resend holds a row). The endpoints
-      // are ours now, so their other due rows are read afresh; otherwise this claim would come back
-      // short, and its dispatcher go idle, while work sits due at endpoints nobody else is claiming.
-      const took = new Map<string, number>();
-      for (const row of rows) took.set(row.endpoint_id, (took.get(row.endpoint_id) ?? 0) + 1);
-      const room = (endpointId: string) => (free.get(endpointId) ?? 0) - (took.get(endpointId) ?? 0);
-      const stale = rows.length < picked.length;
-      const roomy = [...free.keys()].filter((endpointId) => room(endpointId) > 0);
-      if (stale && rows.length < limit && roomy.length > 0) {
-        const fresh = await this.dueCandidates(trx, now, limit - rows.length, []).where('endpoint_id', 'in', roomy).where('id', 'not in', picked).execute();
-        const more = pickPerEndpoint(fresh, limit - rows.length, room);
-        if (more.length > 0) rows.push(...(await this.#lease(trx, more, now, leaseMs, leaseToken)));
-      }
-      return rows.map((row) => claimedFromRow(row, leaseToken));
-    });
+      const claim = claimedFromRow({ id: row.delivery_id!, msg_id: row.msg_id!, app_id: row.app_id!, endpoint_id: row.endpoint_id, attempts: row.attempts!, trigger_type: row.trigger_type! }, leaseToken);
+      claim.content = row.payload === null ? null : { payload: row.payload, createdAt: row.msg_created_at! };
+      claim.endpointUpdatedAt = row.endpoint_updated_at!;
+      claims.push(claim);
+    }
+    return claims;
   }
 
   /**
-   * Leases picked rows by primary key, re-checked as still due; a row some other writer holds (a
-   * resend, say) is skipped rather than waited for.
+   * A batch of outcomes as one statement, from arrays, whatever its size: the attempts inserted,
+   * the deliveries moved on (due again for a retry, or finished), and the stored streaks read of
+   * the endpoints that only succeeded. Health writes, needed only when an endpoint failed in the
+   * batch or its streak ended, follow in a transaction of their own: a crash between the two costs
+   * that batch's share of a streak, never an attempt or a delivery's state.
    */
-  #lease(trx: Transaction<Database>, picked: readonly number[], now: number, leaseMs: number, leaseToken: string) {
-    return trx
-      .updateTable('deliveries')
-      .set({ next_attempt_at: now + leaseMs, lease_token: leaseToken, updated_at: now })
-      .where('id', 'in', trx.selectFrom('deliveries').select('id').where('id', 'in', picked).where('status', '=', DeliveryStatus.Pending).where('next_attempt_at', '<=', now).forUpdate().skipLocked())
-      .returning(['id', 'msg_id', 'app_id', 'endpoint_id', 'attempts', 'trigger_type'])
-      .execute();
+  override async complete(outcomes: readonly DeliveryOutcome[], policy: HealthPolicy): Promise<{ disabledEndpoints: string[] }> {
+    if (outcomes.length === 0) return { disabledEndpoints: [] };
+    const streaks = summarizeStreaks(outcomes);
+    const recovering = recoveringEndpoints(streaks);
+    const now = Date.now();
+    const of = <T>(field: (attempt: Attempt) => T) => outcomes.map((o) => field(o.attempt));
+    const { rows } = await sql<{ endpoint_id: string }>`
+      WITH recorded AS (
+        INSERT INTO attempts (id, msg_id, endpoint_id, app_id, url, status, response_status_code, response, response_duration_ms, trigger_type, error_code, created_at)
+        SELECT * FROM unnest(
+          ${of((a) => a.id)}::text[], ${of((a) => a.msgId)}::text[], ${of((a) => a.endpointId)}::text[], ${of((a) => a.appId)}::text[],
+          ${of((a) => a.url)}::text[], ${of((a) => a.status)}::integer[], ${of((a) => a.responseStatusCode)}::integer[], ${of((a) => a.response)}::text[],
+          ${of((a) => a.responseDurationMs)}::integer[], ${of((a) => a.triggerType)}::integer[], ${of((a) => a.errorCode)}::text[], ${of((a) => a.createdAt)}::bigint[]
+        )
+      ), moved AS (
+        UPDATE deliveries d SET
+          status = CASE WHEN o.next_attempt_at IS NULL THEN o.final_status ELSE d.status END,
+          attempts = d.attempts + 1,
+          next_attempt_at = o.next_attempt_at,
+          lease_token = NULL,
+          updated_at = CASE WHEN o.next_attempt_at IS NULL THEN ${now}::bigint ELSE o.attempted_at END
+        FROM unnest(
+          ${outcomes.map((o) => o.deliveryId)}::bigint[], ${outcomes.map((o) => o.leaseToken)}::text[], ${outcomes.map((o) => o.nextAttemptAt)}::bigint[],
+          ${outcomes.map((o) => (o.attempt.status === DeliveryStatus.Success ? DeliveryStatus.Success : DeliveryStatus.Fail))}::integer[], ${of((a) => a.createdAt)}::bigint[]
+        ) AS o(id, lease_token, next_attempt_at, final_status, attempted_at)
+        -- A lease that ran out and was taken again matches nothing: the newer claim's outcome counts.
+        WHERE d.id = o.id AND d.lease_token = o.lease_token
+      )
+      SELECT endpoint_id FROM endpoint_health WHERE endpoint_id = ANY (${recovering}::text[]) AND consecutive_failures > 0`.execute(this.db);
+    const inStreak = new Set(rows.map((r) => r.endpoint_id));
+    if (planHealthWrites(streaks, inStreak).length === 0) return { disabledEndpoints: [] };
+    const disabledEndpoints = await this.db.transaction().execute((trx) => recordEndpointHealth(trx, outcomes, policy, now, inStreak));
+    return { disabledEndpoints };
   }
 }

@@ -2,8 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Database, DeliveryRow } from '../db-schema.js';
 import { DeliveryStatus, TriggerType } from '../models.js';
-import type { BacklogStats, ClaimedDelivery, DeliveryContext, DeliveryOutcome, DeliveryStore, DeliveryTarget, HealthPolicy, PerEndpointCap } from '../storage.js';
-import { recordEndpointHealth } from './endpoint-health-store.js';
+import { capOf, type BacklogStats, type ClaimedDelivery, type DeliveryContext, type DeliveryOutcome, type DeliveryStore, type DeliveryTarget, type HealthPolicy, type PerEndpointCap } from '../storage.js';
 import type { SecretBox } from '../../secrets/secret-box.js';
 import { rateLimitBurst } from '../../core/rate-limit.js';
 
@@ -14,10 +13,10 @@ const SCAN_FACTOR = 4;
 export function pickPerEndpoint(candidates: readonly { id: number; endpoint_id: string }[], limit: number, perEndpoint: PerEndpointCap): number[] {
   const picked: number[] = [];
   const perEndpointCount = new Map<string, number>();
-  const capOf = typeof perEndpoint === 'number' ? () => perEndpoint : perEndpoint;
+  const capFor = capOf(perEndpoint);
   for (const row of candidates) {
     const count = perEndpointCount.get(row.endpoint_id) ?? 0;
-    if (count >= capOf(row.endpoint_id)) continue;
+    if (count >= capFor(row.endpoint_id)) continue;
     perEndpointCount.set(row.endpoint_id, count + 1);
     picked.push(row.id);
     if (picked.length >= limit) break;
@@ -40,7 +39,7 @@ export function claimedFromRow(row: LeasedRow, leaseToken: string): ClaimedDeliv
   };
 }
 
-export class KyselyDeliveryStore implements DeliveryStore {
+export abstract class KyselyDeliveryStore implements DeliveryStore {
   readonly #db: Kysely<Database>;
   readonly #secretBox: SecretBox;
   /** Opened secrets by sealed text: decryption happens once per key, not once per delivery. */
@@ -152,62 +151,8 @@ export class KyselyDeliveryStore implements DeliveryStore {
     return plain;
   }
 
-  async complete(outcomes: readonly DeliveryOutcome[], policy: HealthPolicy): Promise<{ disabledEndpoints: string[] }> {
-    if (outcomes.length === 0) return { disabledEndpoints: [] };
-    return this.#db.transaction().execute(async (trx) => {
-      for (let i = 0; i < outcomes.length; i += 400) {
-        const part = outcomes.slice(i, i + 400);
-        await trx
-          .insertInto('attempts')
-          .values(
-            part.map(({ attempt: a }) => ({
-              id: a.id,
-              msg_id: a.msgId,
-              endpoint_id: a.endpointId,
-              app_id: a.appId,
-              url: a.url,
-              status: a.status,
-              response_status_code: a.responseStatusCode,
-              response: a.response,
-              response_duration_ms: a.responseDurationMs,
-              trigger_type: a.triggerType,
-              error_code: a.errorCode,
-              created_at: a.createdAt,
-            })),
-          )
-          .execute();
-      }
-      // Finished deliveries of one claim batch share one UPDATE; retries each carry their own time.
-      const finished = new Map<string, { succeeded: number[]; failed: number[] }>();
-      for (const o of outcomes) {
-        if (o.nextAttemptAt !== null) {
-          await trx
-            .updateTable('deliveries')
-            .set((eb) => ({ attempts: eb('attempts', '+', 1), next_attempt_at: o.nextAttemptAt, lease_token: null, updated_at: o.attempt.createdAt }))
-            .where('id', '=', o.deliveryId)
-            .where('lease_token', '=', o.leaseToken)
-            .execute();
-          continue;
-        }
-        const group = finished.get(o.leaseToken) ?? { succeeded: [], failed: [] };
-        (o.attempt.status === DeliveryStatus.Success ? group.succeeded : group.failed).push(o.deliveryId);
-        finished.set(o.leaseToken, group);
-      }
-      const now = Date.now();
-      for (const [leaseToken, group] of finished) {
-        for (const [ids, status] of [[group.succeeded, DeliveryStatus.Success], [group.failed, DeliveryStatus.Fail]] as const) {
-          if (ids.length === 0) continue;
-          await trx
-            .updateTable('deliveries')
-            .set((eb) => ({ status, attempts: eb('attempts', '+', 1), next_attempt_at: null, lease_token: null, updated_at: now }))
-            .where('id', 'in', ids)
-            .where('lease_token', '=', leaseToken)
-            .execute();
-        }
-      }
-      return { disabledEndpoints: await recordEndpointHealth(trx, outcomes, policy, now) };
-    });
-  }
+  /** Engine-specific: SQLite runs prepared statements in one synchronous transaction, PostgreSQL one statement over arrays. */
+  abstract complete(outcomes: readonly DeliveryOutcome[], policy: HealthPolicy): Promise<{ disabledEndpoints: string[] }>;
 
   async release(claims: readonly { deliveryId: number; leaseToken: string }[]): Promise<void> {
     const now = Date.now();

@@ -80,17 +80,19 @@ export function streakRow(endpointId: string, s: BatchStreak) {
  * Healthy traffic costs one indexed read per batch and no write: a row is written only for an
  * endpoint that failed in the batch, or whose streak a success in the batch ends.
  */
-export async function recordEndpointHealth(trx: Transaction<Database>, outcomes: readonly DeliveryOutcome[], policy: HealthPolicy, now: number): Promise<string[]> {
+export async function recordEndpointHealth(trx: Transaction<Database>, outcomes: readonly DeliveryOutcome[], policy: HealthPolicy, now: number, knownInStreak?: ReadonlySet<string>): Promise<string[]> {
   const streaks = summarizeStreaks(outcomes);
   if (streaks.size === 0) return [];
   const recovering = recoveringEndpoints(streaks);
   // Read without a lock: a failure another worker commits meanwhile was made at about the same
-  // time as our success, and starts the next streak.
-  const inStreak = new Set(
-    recovering.length === 0
-      ? []
-      : (await trx.selectFrom('endpoint_health').select('endpoint_id').where('endpoint_id', 'in', recovering).where('consecutive_failures', '>', 0).execute()).map((r) => r.endpoint_id),
-  );
+  // time as our success, and starts the next streak. (A caller that read it already passes it.)
+  const inStreak =
+    knownInStreak ??
+    new Set(
+      recovering.length === 0
+        ? []
+        : (await trx.selectFrom('endpoint_health').select('endpoint_id').where('endpoint_id', 'in', recovering).where('consecutive_failures', '>', 0).execute()).map((r) => r.endpoint_id),
+    );
   const failing: string[] = [];
   for (const write of planHealthWrites(streaks, inStreak)) {
     if (write.kind === 'recover') {

@@ -3,11 +3,16 @@ import * as m0001 from './0001-initial.js';
 import * as m0002 from './0002-rate-limit-buckets.js';
 import * as m0003 from './0003-message-expunged-at.js';
 import * as m0004 from './0004-endpoint-health.js';
+import * as m0005 from './0005-claim-function.js';
 
-/** Numbered migrations, applied in order; versions match the SQLite list one for one. */
+/**
+ * Numbered migrations, applied in order. A version means the same change on both engines; one that
+ * only PostgreSQL needs (5, the claim function) has no SQLite counterpart.
+ */
 export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial', up: m0001.up },
   { version: 2, name: 'rate-limit-buckets', up: m0002.up },
   { version: 3, name: 'message-expunged-at', up: m0003.up },
   { version: 4, name: 'endpoint-health', up: m0004.up },
+  { version: 5, name: 'claim-function', up: m0005.up },
 ];
