@@ -73,9 +73,9 @@ export function streakRow(endpointId: string, s: BatchStreak) {
 }
 
 /**
- * Writes a batch's effect on the endpoints' failing streaks, inside the transaction that records
- * the attempts, and disables endpoints that have failed for longer than the policy allows.
- * Returns the endpoints it disabled.
+ * Writes a batch's effect on the endpoints' failing streaks (on PostgreSQL right after the
+ * statement that records the attempts, which also read `knownInStreak`), and disables endpoints
+ * that have failed for longer than the policy allows. Returns the endpoints it disabled.
  *
  * Healthy traffic costs one indexed read per batch and no write: a row is written only for an
  * endpoint that failed in the batch, or whose streak a success in the batch ends.
