@@ -13,6 +13,7 @@ import { SecretBox } from '../src/secrets/secret-box.js';
 import { CLAIM_LOCK_CLASS } from '../src/storage/postgres/postgres-delivery-store.js';
 import { generateEndpointSecret } from '../src/signing/endpoint-secret.js';
 import { migrateDatabase, openStorage } from '../src/storage/open-storage.js';
+import type { Storage } from '../src/storage/storage.js';
 import { createPostgresPool } from '../src/storage/postgres/open-postgres.js';
 import { POSTGRES_MIGRATIONS } from '../src/storage/postgres/migrations/index.js';
 import { startHarness } from './helpers/api-harness.js';
@@ -40,6 +41,26 @@ else describe('PostgreSQL engine', () => {
     await database?.drop();
   });
 
+  /**
+   * Storage on the suite's database, a second connection that plays another claimer, and one
+   * endpoint with `count` messages due from `at` on. Closes both connections afterwards.
+   */
+  async function withDueBacklog(name: string, count: number, at: number, body: (s: { storage: Storage; holder: Client; appId: string; endpointId: string }) => Promise<void>) {
+    const storage = await openStorage({ database: loadConfig({}, { databaseUrl: database.url }), secretBox: SECRET_BOX });
+    const holder = new Client({ connectionString: database.url });
+    await holder.connect();
+    try {
+      const app = await storage.applications.create({ name, uid: null, rateLimit: null, metadata: {} });
+      const endpoint = await storage.endpoints.create(app.id, { url: `https://example.com/${encodeURIComponent(name)}`, uid: null, description: '', disabled: false, filterTypes: null, channels: null, rateLimit: null, metadata: {}, version: 1 }, {}, generateEndpointSecret());
+      const items = Array.from({ length: count }, (_, i) => ({ message: { id: newId('msg', at + i), appId: app.id, eventType: 'a.b', eventId: null, payload: '{}', channels: null, tags: null, createdAt: at + i }, idempotency: null }));
+      await storage.ingest.acceptBatch(items, (endpoints) => endpoints);
+      await body({ storage, holder, appId: app.id, endpointId: endpoint.id });
+    } finally {
+      await holder.end();
+      await storage.close();
+    }
+  }
+
   it('processes starting together apply each migration once, serialised by the advisory lock', async () => {
     const fresh = await createTestDatabase('postgres');
     try {
@@ -65,16 +86,8 @@ else describe('PostgreSQL engine', () => {
   });
 
   it('a claim passes over rows another transaction holds, without waiting for it (FOR UPDATE SKIP LOCKED)', async () => {
-    const storage = await openStorage({ database: loadConfig({}, { databaseUrl: database.url }), secretBox: SECRET_BOX });
-    const holder = new Client({ connectionString: database.url });
-    await holder.connect();
-    try {
-      const app = await storage.applications.create({ name: 'locks', uid: null, rateLimit: null, metadata: {} });
-      await storage.endpoints.create(app.id, { url: 'https://example.com/locks', uid: null, description: '', disabled: false, filterTypes: null, channels: null, rateLimit: null, metadata: {}, version: 1 }, {}, generateEndpointSecret());
-      const now = Date.now();
-      const items = Array.from({ length: 10 }, (_, i) => ({ message: { id: newId('msg', now + i), appId: app.id, eventType: 'a.b', eventId: null, payload: '{}', channels: null, tags: null, createdAt: now + i }, idempotency: null }));
-      await storage.ingest.acceptBatch(items, (endpoints) => endpoints);
-
+    const now = Date.now();
+    await withDueBacklog('locks', 10, now, async ({ storage, holder }) => {
       // Another claimer (here a bare transaction) holds the four oldest due rows.
       await holder.query('BEGIN');
       const held = (await holder.query<{ id: number }>('SELECT id FROM deliveries ORDER BY next_attempt_at LIMIT 4 FOR UPDATE')).rows.map((r) => Number(r.id));
@@ -86,52 +99,30 @@ else describe('PostgreSQL engine', () => {
       await holder.query('COMMIT');
       const rest = await storage.deliveries.claimDue(now + 100, 60_000, 100, 100, []);
       assert.deepEqual(rest.map((c) => c.deliveryId).sort(), [...held].sort(), 'once released, the held rows are claimed');
-    } finally {
-      await holder.end();
-      await storage.close();
-    }
+    });
   });
 
   it('a claim whose candidates went stale before its locks reads the endpoint again, rather than coming back short', async () => {
-    const storage = await openStorage({ database: loadConfig({}, { databaseUrl: database.url }), secretBox: SECRET_BOX });
-    const holder = new Client({ connectionString: database.url });
-    await holder.connect();
-    try {
-      const app = await storage.applications.create({ name: 'stale candidates', uid: null, rateLimit: null, metadata: {} });
-      const endpoint = await storage.endpoints.create(app.id, { url: 'https://example.com/stale', uid: null, description: '', disabled: false, filterTypes: null, channels: null, rateLimit: null, metadata: {}, version: 1 }, {}, generateEndpointSecret());
-      // Far in the past, so that these are the oldest due rows in the suite's shared database.
-      const at = 1_000_000_000_000;
-      const items = Array.from({ length: 12 }, (_, i) => ({ message: { id: newId('msg', at + i), appId: app.id, eventType: 'a.b', eventId: null, payload: '{}', channels: null, tags: null, createdAt: at + i }, idempotency: null }));
-      await storage.ingest.acceptBatch(items, (endpoints) => endpoints);
-
+    // Far in the past, so that these are the oldest due rows in the suite's shared database.
+    const at = 1_000_000_000_000;
+    await withDueBacklog('stale candidates', 12, at, async ({ storage, holder, endpointId }) => {
       // The three oldest are held by another writer, as rows another claimer leased between this
       // claim's read and its locks would be: the first lease by primary key takes only two of five.
       await holder.query('BEGIN');
-      const held = (await holder.query<{ id: number }>('SELECT id FROM deliveries WHERE endpoint_id = $1 ORDER BY next_attempt_at LIMIT 3 FOR UPDATE', [endpoint.id])).rows.map((r) => Number(r.id));
-      const claimed = (await storage.deliveries.claimDue(at + 100, 60_000, 5, 100, [], { inFlight: 100, passedOver: new Set() })).filter((c) => c.endpointId === endpoint.id);
+      const held = (await holder.query<{ id: number }>('SELECT id FROM deliveries WHERE endpoint_id = $1 ORDER BY next_attempt_at LIMIT 3 FOR UPDATE', [endpointId])).rows.map((r) => Number(r.id));
+      const claimed = (await storage.deliveries.claimDue(at + 100, 60_000, 5, 100, [], { inFlight: 100, passedOver: new Set() })).filter((c) => c.endpointId === endpointId);
       await holder.query('COMMIT');
       assert.equal(claimed.length, 5, 'a full batch, made up from the endpoint\'s next due rows');
       assert.ok(claimed.every((c) => !held.includes(c.deliveryId)), 'no held row was claimed');
       assert.equal(new Set(claimed.map((c) => c.deliveryId)).size, 5);
       // The suite's database is shared: leave nothing of this endpoint's due for the next test.
-      await holder.query('DELETE FROM deliveries WHERE endpoint_id = $1', [endpoint.id]);
-    } finally {
-      await holder.end();
-      await storage.close();
-    }
+      await holder.query('DELETE FROM deliveries WHERE endpoint_id = $1', [endpointId]);
+    });
   });
 
   it('the per-endpoint cap counts every claimer\'s live leases, and skips an endpoint another claim holds', async () => {
-    const storage = await openStorage({ database: loadConfig({}, { databaseUrl: database.url }), secretBox: SECRET_BOX });
-    const holder = new Client({ connectionString: database.url });
-    await holder.connect();
-    try {
-      const app = await storage.applications.create({ name: 'shared cap', uid: null, rateLimit: null, metadata: {} });
-      const fields = { uid: null, description: '', disabled: false, filterTypes: null, channels: null, rateLimit: null, metadata: {}, version: 1 };
-      const busy = await storage.endpoints.create(app.id, { ...fields, url: 'https://example.com/busy' }, {}, generateEndpointSecret());
-      const now = Date.now();
-      const items = Array.from({ length: 10 }, (_, i) => ({ message: { id: newId('msg', now + i), appId: app.id, eventType: 'a.b', eventId: null, payload: '{}', channels: null, tags: null, createdAt: now + i }, idempotency: null }));
-      await storage.ingest.acceptBatch(items, (endpoints) => endpoints);
+    const now = Date.now();
+    await withDueBacklog('busy', 10, now, async ({ storage, holder, appId, endpointId: busyId }) => {
       const lease = 60_000;
 
       // Claimer one takes the cap of 3; claimer two (same table, another "process") finds none left.
@@ -139,30 +130,27 @@ else describe('PostgreSQL engine', () => {
       assert.equal(first.length, 3);
       const passedOver = new Set<string>();
       assert.deepEqual(await storage.deliveries.claimDue(now + 100, lease, 100, 3, [], { inFlight: 3, passedOver }), []);
-      assert.deepEqual([...passedOver], [busy.id], 'the claim says which endpoint it left due work behind at');
+      assert.deepEqual([...passedOver], [busyId], 'the claim says which endpoint it left due work behind at');
 
       // One outcome written frees one slot, whoever claims next.
       const [done, ...stillOut] = first;
-      await storage.deliveries.complete([{ deliveryId: done!.deliveryId, leaseToken: done!.leaseToken, nextAttemptAt: null, health: 'success', attempt: { id: newId('atmpt'), msgId: done!.msgId, endpointId: busy.id, appId: app.id, url: 'https://example.com/busy', status: 0, responseStatusCode: 200, response: '', responseDurationMs: 1, triggerType: 0, errorCode: null, createdAt: now + 200 } }], { disableAfterMs: null });
+      await storage.deliveries.complete([{ deliveryId: done!.deliveryId, leaseToken: done!.leaseToken, nextAttemptAt: null, health: 'success', attempt: { id: newId('atmpt'), msgId: done!.msgId, endpointId: busyId, appId, url: 'https://example.com/busy', status: 0, responseStatusCode: 200, response: '', responseDurationMs: 1, triggerType: 0, errorCode: null, createdAt: now + 200 } }], { disableAfterMs: null });
       assert.equal((await storage.deliveries.claimDue(now + 300, lease, 100, 3, [])).length, 1);
 
       // While another claim holds the endpoint's claim lock, this one skips it rather than counting at the same time.
       await holder.query('BEGIN');
-      await holder.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [CLAIM_LOCK_CLASS, busy.id]);
+      await holder.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [CLAIM_LOCK_CLASS, busyId]);
       const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the claim waited for the other transaction')), 5_000).unref());
       // (This suite's database also holds the other tests' deliveries: only this endpoint's count here.)
       const whileHeld = await Promise.race([storage.deliveries.claimDue(now + lease + 400, lease, 100, 10, [], { inFlight: 10, passedOver: new Set() }), timeout]);
-      assert.deepEqual(whileHeld.filter((c) => c.endpointId === busy.id), []);
+      assert.deepEqual(whileHeld.filter((c) => c.endpointId === busyId), []);
       await holder.query('COMMIT');
 
       // Leases that lapsed (a crashed claimer) no longer count: their rows are due and the slots free.
-      const afterLapse = (await storage.deliveries.claimDue(now + lease + 500, lease, 100, 10, [])).filter((c) => c.endpointId === busy.id);
+      const afterLapse = (await storage.deliveries.claimDue(now + lease + 500, lease, 100, 10, [])).filter((c) => c.endpointId === busyId);
       assert.equal(afterLapse.length, 9, 'every delivery but the finished one');
       assert.ok(stillOut.every((c) => afterLapse.some((a) => a.deliveryId === c.deliveryId)), 'the lapsed claims are among those taken again');
-    } finally {
-      await holder.end();
-      await storage.close();
-    }
+    });
   });
 
   it('text PostgreSQL cannot store (the NUL character) is refused as bad input, not a 500, even past the API check', async () => {
