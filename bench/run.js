@@ -8,7 +8,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -141,6 +141,7 @@ async function deployPostgres(serverUrl, workers) {
   return {
     label: `PostgreSQL, 1 API process + ${workers} worker process${workers > 1 ? 'es' : ''}`,
     url: api.url,
+    postgres: true,
     pids: children.map((c) => c.pid),
     async stop() {
       await stopAll(children);
@@ -151,17 +152,49 @@ async function deployPostgres(serverUrl, workers) {
   };
 }
 
-/** CPU time (user + system, ms) the processes have used so far, from /proc (Linux). */
-function serverCpuMs(pids) {
-  let total = 0;
-  for (const pid of pids) {
-    try {
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      total += ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-    } catch {
-      return NaN;
-    }
+/** CPU time (user + system, ms) one process has used so far, from /proc (Linux); NaN if unreadable. */
+function processCpuMs(pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return NaN;
   }
+}
+
+/** CPU time (ms) the processes have used so far. */
+function serverCpuMs(pids) {
+  return pids.reduce((total, pid) => total + processCpuMs(pid), 0);
+}
+
+/**
+ * CPU time (ms) of every process of a PostgreSQL server on this machine, by pid: each backend is
+ * a process of its own. Empty when the server runs elsewhere (or /proc is not readable).
+ */
+function postgresCpuByPid() {
+  const byPid = new Map();
+  let entries = [];
+  try {
+    entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return byPid;
+  }
+  for (const pid of entries) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'postgres') continue;
+    } catch {
+      continue;
+    }
+    const ms = processCpuMs(pid);
+    if (!Number.isNaN(ms)) byPid.set(pid, ms);
+  }
+  return byPid;
+}
+
+/** CPU (ms) PostgreSQL used between two snapshots; a backend started in between counts from zero. */
+function postgresCpuSince(before) {
+  let total = 0;
+  for (const [pid, ms] of postgresCpuByPid()) total += ms - (before.get(pid) ?? 0);
   return total;
 }
 
@@ -196,7 +229,7 @@ async function measure(deployment, receiver, raw) {
 
     // Throughput: publish as fast as the API accepts, count deliveries until all have arrived.
     const expected = THROUGHPUT_MESSAGES * FAN_OUT;
-    const cpuBefore = { bench: process.cpuUsage(), server: serverCpuMs(deployment.pids) };
+    const cpuBefore = { bench: process.cpuUsage(), server: serverCpuMs(deployment.pids), postgres: deployment.postgres ? postgresCpuByPid() : null };
     let delivered = 0;
     let allDelivered;
     const done = new Promise((resolve) => (allDelivered = resolve));
@@ -219,9 +252,19 @@ async function measure(deployment, receiver, raw) {
     const totalSeconds = (performance.now() - t0) / 1000;
     const throughput = expected / totalSeconds;
     const benchCpu = process.cpuUsage(cpuBefore.bench);
+    const cpuMs = {
+      hookrelay: serverCpuMs(deployment.pids) - cpuBefore.server,
+      bench: (benchCpu.user + benchCpu.system) / 1000,
+      // PostgreSQL's backends, when the server runs on this machine: with it, the CPU per delivery
+      // of the whole system, a steadier measure than the rate on a machine shared by all of them.
+      postgres: cpuBefore.postgres && cpuBefore.postgres.size > 0 ? postgresCpuSince(cpuBefore.postgres) : null,
+    };
     const cpuShare = {
-      hookrelayCores: +((serverCpuMs(deployment.pids) - cpuBefore.server) / 1000 / totalSeconds).toFixed(2),
-      benchProcessCores: +((benchCpu.user + benchCpu.system) / 1e6 / totalSeconds).toFixed(2),
+      hookrelayCores: +(cpuMs.hookrelay / 1000 / totalSeconds).toFixed(2),
+      benchProcessCores: +(cpuMs.bench / 1000 / totalSeconds).toFixed(2),
+      ...(cpuMs.postgres === null ? {} : { postgresCores: +(cpuMs.postgres / 1000 / totalSeconds).toFixed(2) }),
+      hookrelayMicrosPerDelivery: Math.round((cpuMs.hookrelay * 1000) / expected),
+      ...(cpuMs.postgres === null ? {} : { postgresMicrosPerDelivery: Math.round((cpuMs.postgres * 1000) / expected) }),
     };
 
     // Latency at a fixed offered rate: each publish is timed from just before the request.
@@ -291,7 +334,10 @@ async function measure(deployment, receiver, raw) {
       `\n${deployment.label}: raw ceiling ${result.rawCeilingReqPerSec} req/s | end to end ${result.throughput.deliveriesPerSec} deliveries/s ` +
         `(${(result.throughput.ratioToRawCeiling * 100).toFixed(1)} % of raw) | latency at ${LATENCY_RATE} msg/s: ` +
         `p50 ${result.latency.p50Ms} ms, p90 ${result.latency.p90Ms} ms, p99 ${result.latency.p99Ms} ms ` +
-        `(202 after p50 ${result.latency.publishAcknowledgedP50Ms} ms, p99 ${result.latency.publishAcknowledgedP99Ms} ms)\n`,
+        `(202 after p50 ${result.latency.publishAcknowledgedP50Ms} ms, p99 ${result.latency.publishAcknowledgedP99Ms} ms) | ` +
+        `CPU per delivery: Hookrelay ${cpuShare.hookrelayMicrosPerDelivery} µs` +
+        (cpuMs.postgres === null ? '' : `, PostgreSQL ${cpuShare.postgresMicrosPerDelivery} µs`) +
+        `, benchmark ${Math.round((cpuMs.bench * 1000) / expected)} µs\n`,
     );
     return result;
   } finally {

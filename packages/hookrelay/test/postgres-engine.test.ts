@@ -120,6 +120,35 @@ else describe('PostgreSQL engine', () => {
     });
   });
 
+  it('a claim tries the advisory lock on its candidates\' endpoints only, whatever plan PostgreSQL picks', async () => {
+    const now = Date.now();
+    await withDueBacklog('lock scope', 3, now, async ({ storage, holder, appId, endpointId }) => {
+      const idle: string[] = [];
+      for (let i = 0; i < 20; i++) {
+        const endpoint = await storage.endpoints.create(appId, { url: `https://example.com/idle/${i}`, uid: null, description: '', disabled: false, filterTypes: null, channels: null, rateLimit: null, metadata: {}, version: 1 }, {}, generateEndpointSecret());
+        idle.push(endpoint.id);
+      }
+      // Plans without index scans: the shape that a plan cached over nearly empty tables can take,
+      // and the one under which a lock beside a join to endpoints was tried on every endpoint row.
+      await holder.query('BEGIN');
+      await holder.query('SET LOCAL enable_indexscan = off');
+      await holder.query('SET LOCAL enable_bitmapscan = off');
+      const claimed = await holder.query('SELECT * FROM hookrelay_claim($1, 60000, $2, 100, $3::text[], 100, $3::text[], $4::integer[], NULL, $5) WHERE NOT passed_over', [now + 100, 'lock-scope-test', [], [], CLAIM_LOCK_CLASS]);
+      const locked = await holder.query<{ id: string }>(
+        `SELECT e.id FROM endpoints e JOIN pg_locks l ON l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.classid = $1::bigint::oid
+           AND l.objid::bigint = (hashtext(e.id)::bigint & 4294967295)`,
+        [CLAIM_LOCK_CLASS],
+      );
+      await holder.query('ROLLBACK');
+      const lockedIds = locked.rows.map((r) => r.id);
+      assert.ok(claimed.rows.some((r: { endpoint_id: string }) => r.endpoint_id === endpointId), 'the due endpoint was claimed from');
+      assert.ok(lockedIds.includes(endpointId), 'its lock is held until the claim\'s transaction ends');
+      assert.deepEqual(lockedIds.filter((id) => idle.includes(id)), [], 'no endpoint without due work was locked');
+      // The suite's database is shared: leave nothing of this endpoint's due for the next test.
+      await holder.query('DELETE FROM deliveries WHERE endpoint_id = $1', [endpointId]);
+    });
+  });
+
   it('the per-endpoint cap counts every claimer\'s live leases, and skips an endpoint another claim holds', async () => {
     const now = Date.now();
     await withDueBacklog('busy', 10, now, async ({ storage, holder, appId, endpointId: busyId }) => {

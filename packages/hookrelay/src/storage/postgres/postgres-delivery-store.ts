@@ -10,7 +10,8 @@ import { planHealthWrites, recordEndpointHealth, recoveringEndpoints, summarizeS
  * Claims on PostgreSQL, where several dispatchers (threads or processes) claim from one table at
  * once, and where each endpoint's in-flight cap holds across all of them together.
  *
- * A claim is one call of the server-side function hookrelay_claim (migrations/0005-claim-function.ts),
+ * A claim is one call of the server-side function hookrelay_claim (migrations/0005-claim-function.ts,
+ * its last query as migrations/0006-claim-by-primary-keys.ts rewrote it),
  * so one round trip and one implicit transaction. It walks the due index once, without row locks,
  * then takes a transaction-scoped advisory lock per endpoint among the first 64 candidates (`pg_try_advisory_xact_lock`,
  * which never waits), counting each one's live leases (every dispatcher's requests in flight, and

@@ -4,10 +4,11 @@ import * as m0002 from './0002-rate-limit-buckets.js';
 import * as m0003 from './0003-message-expunged-at.js';
 import * as m0004 from './0004-endpoint-health.js';
 import * as m0005 from './0005-claim-function.js';
+import * as m0006 from './0006-claim-by-primary-keys.js';
 
 /**
  * Numbered migrations, applied in order. A version means the same change on both engines; one that
- * only PostgreSQL needs (5, the claim function) has no SQLite counterpart.
+ * only PostgreSQL needs (5 and 6, the claim function) has no SQLite counterpart.
  */
 export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial', up: m0001.up },
@@ -15,4 +16,5 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   { version: 3, name: 'message-expunged-at', up: m0003.up },
   { version: 4, name: 'endpoint-health', up: m0004.up },
   { version: 5, name: 'claim-function', up: m0005.up },
+  { version: 6, name: 'claim-by-primary-keys', up: m0006.up },
 ];
