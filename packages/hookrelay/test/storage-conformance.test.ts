@@ -230,17 +230,22 @@ for (const engine of TEST_ENGINES) describe(`storage conformance (${engine})`, (
     const now = Date.now();
     assert.ok((await storage.ingest.acceptBatch([{ message: message(app.id, now, 'evt-dup'), idempotency: null }], (eps) => eps))[0]!.ok);
     await storage.applications.delete(doomed.id);
+    const twice = message(app.id, now + 6, 'evt-twice');
     const outcomes = await storage.ingest.acceptBatch(
       [
         { message: message(app.id, now + 1, 'evt-new'), idempotency: null },
         { message: message(app.id, now + 2, 'evt-dup'), idempotency: null },
         { message: message(doomed.id, now + 3), idempotency: null },
         { message: message(app.id, now + 4), idempotency: null },
+        // The same new eventId twice in one batch: the first is taken, the second is a duplicate.
+        { message: message(app.id, now + 5, 'evt-twice'), idempotency: null },
+        { message: twice, idempotency: null },
       ],
       (eps) => eps,
     );
     const codes = outcomes.map((o) => (o.ok ? `ok:${o.deliveries.length}` : (o.error as HookrelayError).code));
-    assert.deepEqual(codes, ['ok:1', 'duplicate_event_id', 'not_found', 'ok:1']);
+    assert.deepEqual(codes, ['ok:1', 'duplicate_event_id', 'not_found', 'ok:1', 'ok:1', 'duplicate_event_id']);
+    assert.equal(await storage.messages.find(app.id, twice.id), null, 'a refused duplicate stores no message');
     const ids = outcomes.flatMap((o) => (o.ok ? o.deliveries.map((d) => d.deliveryId) : []));
     assert.ok(ids.every((id) => typeof id === 'number' && id > 0), 'delivery ids are returned as numbers');
   });

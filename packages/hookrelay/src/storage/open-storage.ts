@@ -7,12 +7,12 @@ import { PostgresDeliveryStore } from './postgres/postgres-delivery-store.js';
 import { SqliteDeliveryStore } from './sqlite/sqlite-delivery-store.js';
 import { SqliteHotPath } from './sqlite/sqlite-hot-path.js';
 import { SqliteIngestStore } from './sqlite/sqlite-ingest-store.js';
+import { PostgresIngestStore } from './postgres/postgres-ingest-store.js';
 import { KyselyApplicationStore } from './stores/application-store.js';
 import { KyselyEndpointStore } from './stores/endpoint-store.js';
 import { KyselyEventTypeStore } from './stores/event-type-store.js';
 import { KyselyMessageStore } from './stores/message-store.js';
 import { KyselyAttemptStore } from './stores/attempt-store.js';
-import { KyselyIngestStore } from './stores/ingest-store.js';
 import { KyselyApiKeyStore } from './stores/api-key-store.js';
 import { KyselyIdempotencyStore } from './stores/idempotency-store.js';
 import { KyselyRetentionStore } from './stores/retention-store.js';
@@ -55,7 +55,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
       throw error;
     }
     const db = createPostgresKysely(pool);
-    const engine: EngineStores = { engine: 'postgres', deliveries: new PostgresDeliveryStore(db, options.secretBox), ingest: new KyselyIngestStore(db) };
+    const engine: EngineStores = { engine: 'postgres', deliveries: new PostgresDeliveryStore(db, options.secretBox), ingest: new PostgresIngestStore(db) };
     return assembleStorage(engine, db, options.secretBox, async () => {
       if (!pool.ended) await pool.end();
     });

@@ -1,7 +1,7 @@
 import type { EndpointRow } from '../db-schema.js';
 import type { Endpoint } from '../models.js';
 import type { AcceptItem, AcceptLease, AcceptOutcome, FanOut, IngestStore } from '../storage.js';
-import { messageRow, planAccept, toAcceptError } from '../stores/accept-plan.js';
+import { acceptEachOnFailure, messageRow, planAccept } from '../stores/accept-plan.js';
 import { endpointFromRow } from '../stores/endpoint-row.js';
 import type { SqliteHotPath } from './sqlite-hot-path.js';
 
@@ -13,7 +13,7 @@ const INSERT_DELIVERY =
 const COMPLETE_IDEMPOTENCY_KEY = 'UPDATE idempotency_keys SET status_code = ?, response_body = ? WHERE scope = ? AND key = ?';
 
 /**
- * The publish path's group commit on SQLite: the same rows as KyselyIngestStore (accept-plan.ts
+ * The publish path's group commit on SQLite: the same rows as PostgresIngestStore (accept-plan.ts
  * decides them), written with prepared single-row statements in one synchronous transaction
  * (sqlite-hot-path.ts says why). Each delivery's id is the rowid of its own INSERT, so nothing
  * needs RETURNING and matching back.
@@ -25,17 +25,8 @@ export class SqliteIngestStore implements IngestStore {
     this.#sqlite = sqlite;
   }
 
-  async acceptBatch(items: readonly AcceptItem[], fanOut: FanOut, lease: AcceptLease | null = null): Promise<AcceptOutcome[]> {
-    if (items.length === 0) return [];
-    try {
-      return await this.#sqlite.transaction(() => this.#write(items, fanOut, lease));
-    } catch (error) {
-      if (items.length === 1) return [{ ok: false, error: toAcceptError(error) }];
-      // One bad item (its application deleted meanwhile) must not fail its neighbours: retry alone.
-      const outcomes: AcceptOutcome[] = [];
-      for (const item of items) outcomes.push(...(await this.acceptBatch([item], fanOut, lease)));
-      return outcomes;
-    }
+  acceptBatch(items: readonly AcceptItem[], fanOut: FanOut, lease: AcceptLease | null = null): Promise<AcceptOutcome[]> {
+    return acceptEachOnFailure(items, (group) => this.#sqlite.transaction(() => this.#write(group, fanOut, lease)));
   }
 
   #write(items: readonly AcceptItem[], fanOut: FanOut, lease: AcceptLease | null): AcceptOutcome[] {
@@ -58,7 +49,7 @@ export class SqliteIngestStore implements IngestStore {
       const { lastInsertRowid } = insertDelivery.run(d.msg_id, d.endpoint_id, d.app_id, d.status, d.attempts, d.next_attempt_at, d.lease_token, d.trigger_type, d.created_at, d.updated_at);
       accepted.deliveryId = Number(lastInsertRowid);
     }
-    // As in KyselyIngestStore: the stored idempotent response commits with the message.
+    // As in PostgresIngestStore: the stored idempotent response commits with the message.
     const completeKey = plan.idempotencyRows.length > 0 ? this.#sqlite.statement(COMPLETE_IDEMPOTENCY_KEY) : null;
     for (const row of plan.idempotencyRows) completeKey!.run(row.status_code, row.response_body, row.scope, row.key);
     return plan.outcomes;

@@ -42,7 +42,7 @@ export function planAccept(items: readonly AcceptItem[], inserted: ReadonlySet<s
   const plan: AcceptPlan = { outcomes: [], deliveries: [], idempotencyRows: [] };
   for (const { message, idempotency } of items) {
     if (!inserted.has(message.id)) {
-      plan.outcomes.push({ ok: false, error: new HookrelayError('duplicate_event_id', `A message with eventId "${message.eventId}" already exists in this application`) });
+      plan.outcomes.push(duplicateEventOutcome(message));
       continue;
     }
     const mine: AcceptedDelivery[] = [];
@@ -80,6 +80,27 @@ export function planAccept(items: readonly AcceptItem[], inserted: ReadonlySet<s
     plan.outcomes.push({ ok: true, deliveries: mine });
   }
   return plan;
+}
+
+/** The outcome of an item whose message was not inserted: its eventId is taken. */
+export function duplicateEventOutcome(message: Message): AcceptOutcome {
+  return { ok: false, error: new HookrelayError('duplicate_event_id', `A message with eventId "${message.eventId}" already exists in this application`) };
+}
+
+/**
+ * Writes a group with `write`; if the group fails, writes its items one by one, so that one bad
+ * item (its application deleted meanwhile) fails alone instead of failing its neighbours.
+ */
+export async function acceptEachOnFailure(items: readonly AcceptItem[], write: (group: readonly AcceptItem[]) => Promise<AcceptOutcome[]>): Promise<AcceptOutcome[]> {
+  if (items.length === 0) return [];
+  try {
+    return await write(items);
+  } catch (error) {
+    if (items.length === 1) return [{ ok: false, error: toAcceptError(error) }];
+    const outcomes: AcceptOutcome[] = [];
+    for (const item of items) outcomes.push(...(await acceptEachOnFailure([item], write)));
+    return outcomes;
+  }
 }
 
 /** A failed group write as the error of its one item: a vanished application is 404. */
