@@ -120,6 +120,24 @@ else describe('PostgreSQL engine', () => {
     });
   });
 
+  it('a claim that leases nothing says when the next delivery falls due, in the same round trip', async () => {
+    // Far in the future, so that nothing else in the suite's shared database is due before it.
+    const at = 9_000_000_000_000;
+    await withDueBacklog('next due', 2, at, async ({ storage, holder, endpointId }) => {
+      const earliest = Number((await holder.query<{ t: string }>('SELECT min(next_attempt_at) AS t FROM deliveries WHERE status = 1')).rows[0]!.t);
+      const shared = { inFlight: 100, passedOver: new Set<string>() } as { inFlight: number; passedOver: Set<string>; nextDueAt?: number | null };
+      assert.deepEqual(await storage.deliveries.claimDue(earliest - 1, 60_000, 100, 100, [], shared), []);
+      assert.equal(shared.nextDueAt, earliest, 'the earliest pending delivery\'s due time');
+      assert.equal(shared.nextDueAt, await storage.deliveries.nextDueAt(), 'as DeliveryStore.nextDueAt says');
+      assert.deepEqual([...shared.passedOver], [], 'the report is not an endpoint passed over');
+
+      const claimed = await storage.deliveries.claimDue(at + 100, 60_000, 100, 100, [], shared);
+      assert.ok(claimed.filter((c) => c.endpointId === endpointId).length === 2);
+      // The suite's database is shared: leave nothing of this endpoint's due for the next test.
+      await holder.query('DELETE FROM deliveries WHERE endpoint_id = $1', [endpointId]);
+    });
+  });
+
   it('a claim tries the advisory lock on its candidates\' endpoints only, whatever plan PostgreSQL picks', async () => {
     const now = Date.now();
     await withDueBacklog('lock scope', 3, now, async ({ storage, holder, appId, endpointId }) => {

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { newId } from '../core/ids.js';
 import { DeliveryStatus, type Attempt } from '../storage/models.js';
 import { TriggerType } from '../storage/models.js';
-import type { ClaimedDelivery, DeliveryContext, DeliveryOutcome, DeliveryTarget, Storage } from '../storage/storage.js';
+import type { ClaimedDelivery, DeliveryContext, DeliveryOutcome, DeliveryTarget, SharedEndpointCap, Storage } from '../storage/storage.js';
 import type { HandedOffDelivery } from '../ingest/delivery-handoff.js';
 import { nextRetryDelay, parseRetryAfter } from '../retry/retry-schedule.js';
 import { rateLimitBurst, rateLimitPauseMs } from '../core/rate-limit.js';
@@ -97,6 +97,8 @@ export class Dispatcher {
    * response would cost a claim query that finds nothing (new work wakes the loop by itself).
    */
   #passedOver = new Set<string>();
+  /** What the last claim said of the next due time, when its engine says it (SharedEndpointCap.nextDueAt). */
+  #nextDueFromClaim: number | null | undefined;
   #slotsExhausted = false;
   /** Claims failed in a row: the retry waits longer each time, up to CLAIM_RETRY_MAX_MS. */
   #claimFailures = 0;
@@ -174,7 +176,7 @@ export class Dispatcher {
 
   async #idleDelay(claimed: number): Promise<number> {
     if (claimed > 0) return 0;
-    const nextDue = await this.#o.storage.deliveries.nextDueAt().catch(() => null);
+    const nextDue = this.#nextDueFromClaim !== undefined ? this.#nextDueFromClaim : await this.#o.storage.deliveries.nextDueAt().catch(() => null);
     const now = Date.now();
     const paced = Math.min(...this.#pacedUntil.values());
     if (nextDue === null) return Math.min(this.#idlePollMs, Math.max(0, paced - now));
@@ -291,8 +293,10 @@ export class Dispatcher {
     const cap = { fallback: this.#o.endpointConcurrency, byEndpoint: this.#rateCaps };
     // The store adds endpoints whose cap other dispatchers fill (PostgreSQL): a request of ours to
     // one of them finishing frees a slot, so it wakes the loop as for our own saturated ones.
-    const claims = await this.#o.storage.deliveries.claimDue(now, this.#o.leaseMs, limit, cap, skip, { inFlight: this.#o.endpointConcurrency, passedOver: this.#passedOver });
+    const shared: SharedEndpointCap = { inFlight: this.#o.endpointConcurrency, passedOver: this.#passedOver };
+    const claims = await this.#o.storage.deliveries.claimDue(now, this.#o.leaseMs, limit, cap, skip, shared);
     const leaseUntil = now + this.#o.leaseMs;
+    this.#nextDueFromClaim = shared.nextDueAt;
     if (claims.length === 0) return 0;
     const context = await this.#contextFor(claims, now);
     for (const claim of await this.#withinRateLimits(claims, context, now)) this.#startOrQueue({ claim, context, leaseUntil });

@@ -241,6 +241,12 @@ export interface SharedEndpointCap {
   /** Requests in flight to one endpoint at most, over all dispatchers. */
   inFlight: number;
   passedOver: Set<string>;
+  /**
+   * Set by engines that learn it in the claim's own round trip (PostgreSQL), when the claim took
+   * nothing: when the next pending delivery falls due, null if none is. Left undefined otherwise,
+   * and the dispatcher asks DeliveryStore.nextDueAt.
+   */
+  nextDueAt?: number | null;
 }
 
 /** How many deliveries a claim may take from one endpoint: one cap for all, or some endpoints' own. */

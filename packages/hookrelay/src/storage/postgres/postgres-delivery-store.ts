@@ -31,18 +31,23 @@ import { planHealthWrites, recordEndpointHealth, recoveringEndpoints, summarizeS
 /** First key of the claim locks (pg_try_advisory_xact_lock(class, hashtext(endpoint id))): arbitrary, fixed. */
 export const CLAIM_LOCK_CLASS = 1_213_025;
 
-/** A row of hookrelay_claim(): a leased delivery, or (passed_over) an endpoint left behind at its cap. */
+/**
+ * A row of hookrelay_claim(): a leased delivery; or (passed_over) an endpoint left behind at its
+ * cap; or (passed_over, endpoint_id null) when a claim that leased nothing says the next due time.
+ */
 interface ClaimFunctionRow {
   passed_over: boolean;
   delivery_id: number | null;
   msg_id: string | null;
   app_id: string | null;
-  endpoint_id: string;
+  endpoint_id: string | null;
   attempts: number | null;
   trigger_type: number | null;
   payload: string | null;
   msg_created_at: number | null;
   endpoint_updated_at: number | null;
+  /** Only on the row of a claim that leased nothing (passed_over, no endpoint). */
+  next_due_at: number | null;
 }
 
 export class PostgresDeliveryStore extends KyselyDeliveryStore {
@@ -55,10 +60,12 @@ export class PostgresDeliveryStore extends KyselyDeliveryStore {
     const claims: ClaimedDelivery[] = [];
     for (const row of rows) {
       if (row.passed_over) {
-        shared?.passedOver.add(row.endpoint_id);
+        if (row.endpoint_id === null) {
+          if (shared) shared.nextDueAt = row.next_due_at === null ? null : Number(row.next_due_at);
+        } else shared?.passedOver.add(row.endpoint_id);
         continue;
       }
-      const claim = claimedFromRow({ id: row.delivery_id!, msg_id: row.msg_id!, app_id: row.app_id!, endpoint_id: row.endpoint_id, attempts: row.attempts!, trigger_type: row.trigger_type! }, leaseToken);
+      const claim = claimedFromRow({ id: row.delivery_id!, msg_id: row.msg_id!, app_id: row.app_id!, endpoint_id: row.endpoint_id!, attempts: row.attempts!, trigger_type: row.trigger_type! }, leaseToken);
       claim.content = row.payload === null ? null : { payload: row.payload, createdAt: row.msg_created_at! };
       claim.endpointUpdatedAt = row.endpoint_updated_at!;
       claims.push(claim);
