@@ -108,6 +108,10 @@ const CASES: BadRequest[] = [
   { name: 'secret: rotate with a bad key', method: 'POST', path: `${APP}/endpoint/ep-1/secret/rotate`, body: { key: 'whsec_tooshort' }, status: 422, code: 'validation', loc: ['body', 'key'] },
   { name: 'secret: grace period too long', method: 'POST', path: `${APP}/endpoint/ep-1/secret/rotate`, body: { gracePeriodSeconds: 8 * 24 * 3600 }, status: 422, code: 'validation', loc: ['body', 'gracePeriodSeconds'] },
   { name: 'secret: unknown endpoint', method: 'GET', path: `${APP}/endpoint/nope/secret`, status: 404, code: 'not_found' },
+  { name: 'stats: unknown endpoint', method: 'GET', path: `${APP}/endpoint/nope/stats`, status: 404, code: 'not_found' },
+  { name: 'stats: unknown app', method: 'GET', path: '/api/v1/app/no-such-app/endpoint/ep-1/stats', status: 404, code: 'not_found' },
+  { name: 'stats: since not a date', method: 'GET', path: `${APP}/endpoint/ep-1/stats?since=last-week`, status: 422, code: 'validation', loc: ['query', 'since'] },
+  { name: 'stats: until not a date', method: 'GET', path: `${APP}/endpoint/ep-1/stats?until=2026-02-30`, status: 422, code: 'validation', loc: ['query', 'until'] },
 
   // Event types
   { name: 'event type: missing description', method: 'POST', path: '/api/v1/event-type', body: { name: 'x.y' }, status: 422, code: 'validation', loc: ['body', 'description'] },

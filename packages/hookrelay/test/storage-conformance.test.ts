@@ -162,6 +162,43 @@ for (const engine of TEST_ENGINES) describe(`storage conformance (${engine})`, (
     }
   });
 
+  it("counts an endpoint's deliveries by state at a given time, within a creation window", async () => {
+    const t0 = 1_300_000_000_000;
+    const { appId, endpointIds } = await backlogOf(2, 4, t0);
+    const [a, b] = endpointIds as [string, string];
+    const all = { since: null, until: null };
+    const counts = (success: number, fail: number, pending: number, sending: number) => ({ success, fail, pending, sending });
+    assert.deepEqual(await storage.deliveries.countByEndpoint(a, t0 + 10, all), counts(0, 0, 4, 0), 'due and not claimed: pending');
+
+    const claimedAt = t0 + 10;
+    const claims = await drain(storage, claimedAt);
+    assert.equal(claims.length, 8);
+    // a's deliveries in creation order (message ids grow with time): created at t0, t0 + 1, t0 + 2, t0 + 3.
+    const [delivered, failed, retried] = claims.filter((c) => c.endpointId === a).sort((x, y) => (x.msgId < y.msgId ? -1 : 1)) as [ClaimedDelivery, ClaimedDelivery, ClaimedDelivery];
+    const gaveUp = outcome(failed, t0 + 12);
+    await storage.deliveries.complete(
+      [outcome(delivered, t0 + 11), { ...gaveUp, attempt: { ...gaveUp.attempt, status: DeliveryStatus.Fail, responseStatusCode: 500 } }, outcome(retried, t0 + 13, t0 + 5_000)],
+      { disableAfterMs: null },
+    );
+
+    assert.deepEqual(await storage.deliveries.countByEndpoint(a, t0 + 20, all), counts(1, 1, 1, 1), 'the fourth is still leased: sending');
+    assert.deepEqual(await storage.deliveries.countByEndpoint(b, t0 + 20, all), counts(0, 0, 0, 4), 'another endpoint counts apart');
+    const lapsed = claimedAt + LEASE_MS;
+    assert.deepEqual(await storage.deliveries.countByEndpoint(a, lapsed, all), counts(1, 1, 2, 0), 'once its lease runs out (as claimDue sees it), pending again');
+    assert.deepEqual(await storage.deliveries.countByEndpoint(b, lapsed, all), counts(0, 0, 4, 0));
+    assert.deepEqual(await storage.deliveries.countByEndpoint(b, lapsed - 1, all), counts(0, 0, 0, 4), 'still live a millisecond before');
+
+    const window = (since: number | null, until: number | null) => storage.deliveries.countByEndpoint(a, t0 + 20, { since, until });
+    assert.deepEqual(await window(t0 + 1, null), counts(0, 1, 1, 1), 'since is inclusive');
+    assert.deepEqual(await window(null, t0 + 2), counts(1, 1, 1, 0), 'until is inclusive');
+    assert.deepEqual(await window(t0 + 3, t0 + 3), counts(0, 0, 0, 1));
+    assert.deepEqual(await window(t0 + 4, null), counts(0, 0, 0, 0));
+    assert.deepEqual(await window(t0 + 3, t0), counts(0, 0, 0, 0), 'an empty window');
+    assert.deepEqual(await storage.deliveries.countByEndpoint('ep_000000000000000000000000000', t0 + 20, all), counts(0, 0, 0, 0));
+    // Leaves nothing pending or leased for the tests after this one.
+    await storage.applications.delete(appId);
+  });
+
   it('loads delivery targets with plain keys, current first', async () => {
     const app = await storage.applications.create({ name: 'targets', uid: null, rateLimit: null, metadata: {} });
     const first = generateEndpointSecret();

@@ -220,6 +220,23 @@ export interface BacklogStats {
   oldestDueAgeMs: number;
 }
 
+/** An endpoint's deliveries by state (Svix's EndpointStats). */
+export interface EndpointDeliveryCounts {
+  success: number;
+  /** Failed after their last attempt. */
+  fail: number;
+  /** Waiting for their first attempt or a retry (due or not), and held by no dispatcher. */
+  pending: number;
+  /** Held by a dispatcher whose lease has not run out. */
+  sending: number;
+}
+
+/** Bounds on the deliveries' created_at, epoch ms, both inclusive; null: unbounded. */
+export interface CreatedWindow {
+  since: number | null;
+  until: number | null;
+}
+
 /** Failure tracking: when an endpoint whose every attempt fails is disabled. */
 export interface HealthPolicy {
   /** Disable after this long without a success since the first failure; null: never. */
@@ -290,6 +307,11 @@ export interface DeliveryStore {
   takeSendTokens(endpointId: string, ratePerSecond: number, want: number, now: number): Promise<number>;
   /** Schedules a manual resend of a message to an endpoint. */
   resend(appId: string, msgId: string, endpointId: string, now: number): Promise<void>;
+  /**
+   * The endpoint's deliveries created within `window`, by state at `now`. A delivery whose lease
+   * ran out counts as pending: its claimer is presumed gone and any other may take it.
+   */
+  countByEndpoint(endpointId: string, now: number, window: CreatedWindow): Promise<EndpointDeliveryCounts>;
   /** epoch ms of the earliest pending next attempt, or null. */
   nextDueAt(): Promise<number | null>;
   backlog(now: number): Promise<BacklogStats>;

@@ -15,13 +15,15 @@ import {
   EndpointPath,
   EndpointSecretOut,
   EndpointSecretRotateIn,
+  EndpointStats,
+  EndpointStatsQuery,
   EndpointUpdate,
   ListResponseEndpointOut,
   toEndpointHealthOut,
   toEndpointHeadersOut,
   toEndpointOut,
 } from '../schemas/endpoint.js';
-import { checkEndpointUrl, checkHeaderName, checkHeaders, checkIterator, checkUid, mergeHeaders, normalizeHeaders, normalizeSecret, unique } from '../validate-input.js';
+import { checkEndpointUrl, checkHeaderName, checkHeaders, checkIterator, checkUid, mergeHeaders, normalizeHeaders, normalizeSecret, parseTimestamp, unique } from '../validate-input.js';
 import { requireApp, requireEndpoint } from './lookup.js';
 
 const tags = ['Endpoint'];
@@ -213,6 +215,37 @@ export const endpointRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = asyn
       const health = await storage.endpoints.health(application.id, request.params.endpoint_id);
       if (!health) throw notFound('Endpoint');
       return toEndpointHealthOut(health);
+    },
+  );
+
+  app.get(
+    '/app/:app_id/endpoint/:endpoint_id/stats',
+    {
+      schema: {
+        operationId: 'v1.endpoint.get-stats',
+        tags,
+        summary: "Count the endpoint's deliveries by state",
+        description: [
+          "Counts the endpoint's deliveries (one per message sent to it) by their state now:",
+          '`success`: delivered; `fail`: failed after its last attempt; `sending`: held by a dispatcher',
+          'right now (its lease has not run out); `pending`: waiting for its first attempt or a retry,',
+          'and not held (a delivery whose dispatcher lease ran out is pending again).',
+          '`since` and `until` (both optional and inclusive) bound the time each delivery was created:',
+          'the creation time of its message, or for a manual resend to an endpoint the message had not',
+          'gone to, the time of that resend. Without them every delivery still kept counts (see',
+          'HOOKRELAY_RETENTION); unlike Svix, there is no default 28-day window.',
+        ].join(' '),
+        params: EndpointPath,
+        querystring: EndpointStatsQuery,
+        response: { 200: EndpointStats, ...LOOKUP_ERRORS },
+      },
+    },
+    async (request) => {
+      const since = parseTimestamp(request.query.since, ['query', 'since']) ?? null;
+      const until = parseTimestamp(request.query.until, ['query', 'until']) ?? null;
+      const application = await requireApp(storage, request.params.app_id);
+      const endpoint = await requireEndpoint(storage, application.id, request.params.endpoint_id);
+      return storage.deliveries.countByEndpoint(endpoint.id, Date.now(), { since, until });
     },
   );
 

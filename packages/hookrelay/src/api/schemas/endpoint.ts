@@ -120,6 +120,17 @@ export function toEndpointHealthOut(health: EndpointHealth): Static<typeof Endpo
   };
 }
 
+const StatsBound = (description: string) => Type.Optional(Type.String({ format: 'date-time', description, examples: ['2026-01-01T12:00:00.000Z'] }));
+
+export const EndpointStatsQuery = Type.Object({
+  since: StatsBound('Count only deliveries created at or after this time (RFC 3339)'),
+  until: StatsBound('Count only deliveries created at or before this time (RFC 3339)'),
+});
+
+const Count = Type.Integer({ minimum: 0 });
+
+export const EndpointStats = Type.Object({ success: Count, fail: Count, pending: Count, sending: Count }, { title: 'EndpointStats' });
+
 export const EndpointSecretRotateIn = Type.Object(
   {
     key: Type.Optional(Nullable(Secret)),

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type Kysely, type Selectable } from 'kysely';
+import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
 import type { Database, DeliveryRow } from '../db-schema.js';
 import { DeliveryStatus, TriggerType } from '../models.js';
-import { capOf, type BacklogStats, type ClaimedDelivery, type DeliveryContext, type DeliveryOutcome, type DeliveryStore, type DeliveryTarget, type HealthPolicy, type PerEndpointCap } from '../storage.js';
+import { capOf, type BacklogStats, type ClaimedDelivery, type CreatedWindow, type DeliveryContext, type DeliveryOutcome, type DeliveryStore, type DeliveryTarget, type EndpointDeliveryCounts, type HealthPolicy, type PerEndpointCap } from '../storage.js';
 import type { SecretBox } from '../../secrets/secret-box.js';
 import { rateLimitBurst } from '../../core/rate-limit.js';
 
@@ -228,6 +228,27 @@ export abstract class KyselyDeliveryStore implements DeliveryStore {
         }),
       )
       .execute();
+  }
+
+  async countByEndpoint(endpointId: string, now: number, window: CreatedWindow): Promise<EndpointDeliveryCounts> {
+    // A claim leaves the status pending and sets a lease; the lease is live while next_attempt_at
+    // (its expiry) is in the future, the same test the PostgreSQL claim uses to count live leases.
+    const leased = sql`lease_token IS NOT NULL AND next_attempt_at > ${now}`;
+    const countWhere = (condition: RawBuilder<unknown>) => sql<number | string>`count(CASE WHEN ${condition} THEN 1 END)`;
+    let query = this.#db
+      .selectFrom('deliveries')
+      .select([
+        countWhere(sql`status = ${DeliveryStatus.Success}`).as('success'),
+        countWhere(sql`status = ${DeliveryStatus.Fail}`).as('fail'),
+        countWhere(sql`status = ${DeliveryStatus.Pending} AND NOT (${leased})`).as('pending'),
+        countWhere(sql`status = ${DeliveryStatus.Pending} AND ${leased}`).as('sending'),
+      ])
+      .where('endpoint_id', '=', endpointId);
+    if (window.since !== null) query = query.where('created_at', '>=', window.since);
+    if (window.until !== null) query = query.where('created_at', '<=', window.until);
+    const row = await query.executeTakeFirstOrThrow();
+    // PostgreSQL's count is a bigint, which pg returns as a string.
+    return { success: Number(row.success), fail: Number(row.fail), pending: Number(row.pending), sending: Number(row.sending) };
   }
 
   async nextDueAt(): Promise<number | null> {
