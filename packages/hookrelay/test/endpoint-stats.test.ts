@@ -11,7 +11,7 @@ import { waitFor } from './helpers/wait-for.js';
  * which runs no dispatcher, pins down lookups, errors and the creation-time window over deliveries
  * that stay pending; the whole platform, delivering to a receiver on 127.0.0.1, the other states.
  */
-const counts = (success: number, fail: number, pending: number, sending: number) => ({ success, fail, pending, sending });
+const counts = (success: number, fail: number, pending: number, sending: number) => ({ success, fail, pending, sending, canceled: 0 });
 
 for (const engine of TEST_ENGINES) describe(`endpoint stats (${engine})`, () => {
   describe('lookups, errors and the creation window (no dispatcher: deliveries stay pending)', () => {
@@ -130,8 +130,8 @@ for (const engine of TEST_ENGINES) describe(`endpoint stats (${engine})`, () => 
       const query = (operation.parameters as { in: string; name: string; required?: boolean; schema: { format?: string } }[]).filter((p) => p.in === 'query');
       assert.deepEqual(query.map((p) => [p.name, p.required ?? false, p.schema.format]).sort(), [['since', false, 'date-time'], ['until', false, 'date-time']]);
       const schema = operation.responses['200'].content['application/json'].schema;
-      assert.deepEqual(Object.keys(schema.properties).sort(), ['fail', 'pending', 'sending', 'success']);
-      assert.deepEqual([...schema.required].sort(), ['fail', 'pending', 'sending', 'success']);
+      assert.deepEqual(Object.keys(schema.properties).sort(), ['canceled', 'fail', 'pending', 'sending', 'success']);
+      assert.deepEqual([...schema.required].sort(), ['canceled', 'fail', 'pending', 'sending', 'success']);
       assert.ok(operation.responses['404'] && operation.responses['422']);
       assert.match(operation.description, /lease/);
     });

@@ -138,7 +138,7 @@ for (const engine of TEST_ENGINES) describe(`the Svix SDK (${engine})`, () => {
       assert.equal((await svix.messageAttempt.get('sdk-app', message.id, attempt.id)).id, attempt.id);
 
       const stats = await svix.endpoint.getStats('sdk-app', 'sdk-ep');
-      assert.deepEqual({ success: stats.success, fail: stats.fail, pending: stats.pending, sending: stats.sending }, { success: 1, fail: 0, pending: 0, sending: 0 });
+      assert.deepEqual({ success: stats.success, fail: stats.fail, pending: stats.pending, sending: stats.sending, canceled: stats.canceled }, { success: 1, fail: 0, pending: 0, sending: 0, canceled: 0 });
       // The SDK sends Dates as RFC 3339 (toISOString); the message's own time is inside the window.
       assert.equal((await svix.endpoint.getStats('sdk-app', endpoint.id, { since: message.timestamp, until: message.timestamp })).success, 1);
       assert.equal((await svix.endpoint.getStats('sdk-app', 'sdk-ep', { since: new Date(message.timestamp.getTime() + 1) })).success, 0);

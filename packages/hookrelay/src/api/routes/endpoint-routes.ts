@@ -233,7 +233,8 @@ export const endpointRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = asyn
           '`since` and `until` (both optional and inclusive) bound the time each delivery was created:',
           'the creation time of its message, or for a manual resend to an endpoint the message had not',
           'gone to, the time of that resend. Without them every delivery still kept counts (see',
-          'HOOKRELAY_RETENTION); unlike Svix, there is no default 28-day window.',
+          'HOOKRELAY_RETENTION); unlike Svix, there is no default 28-day window. `canceled` is always 0:',
+          'Hookrelay does not cancel deliveries.',
         ].join(' '),
         params: EndpointPath,
         querystring: EndpointStatsQuery,
@@ -245,7 +246,7 @@ export const endpointRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = asyn
       const until = parseTimestamp(request.query.until, ['query', 'until']) ?? null;
       const application = await requireApp(storage, request.params.app_id);
       const endpoint = await requireEndpoint(storage, application.id, request.params.endpoint_id);
-      return storage.deliveries.countByEndpoint(endpoint.id, Date.now(), { since, until });
+      return { ...(await storage.deliveries.countByEndpoint(endpoint.id, Date.now(), { since, until })), canceled: 0 };
     },
   );
 

@@ -129,7 +129,8 @@ export const EndpointStatsQuery = Type.Object({
 
 const Count = Type.Integer({ minimum: 0 });
 
-export const EndpointStats = Type.Object({ success: Count, fail: Count, pending: Count, sending: Count }, { title: 'EndpointStats' });
+// `canceled` is in newer Svix SDKs' EndpointStats; Hookrelay never cancels a delivery, so it is 0.
+export const EndpointStats = Type.Object({ success: Count, fail: Count, pending: Count, sending: Count, canceled: Count }, { title: 'EndpointStats' });
 
 export const EndpointSecretRotateIn = Type.Object(
   {
