@@ -65,14 +65,24 @@ export class MessageIngestor implements MessageAccepter {
   readonly #storage: Storage;
   readonly #onAccepted: AcceptedCallback;
   readonly #handoff: DeliveryHandoff | null;
+  readonly #groupsInFlight: number;
   #queue: Pending[] = [];
-  #flushing = false;
+  /** A group is gathering arrivals (turns of the event loop) before it is taken from the queue. */
+  #gathering = false;
+  /** Groups taken from the queue whose write has not finished. */
+  #writing = 0;
 
-  /** `onAccepted` runs after each group commit with what it made durable. */
-  constructor(storage: Storage, onAccepted: AcceptedCallback, handoff: DeliveryHandoff | null = null) {
+  /**
+   * `onAccepted` runs after each group commit with what it made durable. `groupsInFlight` groups
+   * may be written at once: 1 on SQLite (one writer, and a write blocks this thread anyway); more
+   * on PostgreSQL, where a group's round trips would otherwise hold back every request that
+   * arrives meanwhile, and the server flushes concurrent commits together.
+   */
+  constructor(storage: Storage, onAccepted: AcceptedCallback, handoff: DeliveryHandoff | null = null, groupsInFlight = 1) {
     this.#storage = storage;
     this.#onAccepted = onAccepted;
     this.#handoff = handoff;
+    this.#groupsInFlight = Math.max(1, groupsInFlight);
   }
 
   accept(appId: string, input: MessageInput, idempotency: IdempotentResponse | null): Promise<Message> {
@@ -83,61 +93,78 @@ export class MessageIngestor implements MessageAccepter {
     };
     return new Promise<Message>((resolve, reject) => {
       this.#queue.push({ item, resolve, reject });
-      if (!this.#flushing) {
-        this.#flushing = true;
-        // setImmediate lets every request already parsed in this turn of the event loop join the group.
-        setImmediate(() => void this.#flush());
-      }
+      this.#startGroup(true);
     });
   }
 
-  async #flush(): Promise<void> {
-    // Requests whose bodies were still being parsed when the first one arrived join this group if
-    // they finish within a few turns of the event loop; stop waiting as soon as none arrives.
-    for (let turn = 0; turn < MAX_GATHER_TURNS; turn++) {
+  /**
+   * Starts the next group if one may be written now. A group started by an arrival gathers first:
+   * setImmediate lets every request already parsed in this turn of the event loop join it, and
+   * those whose bodies were still being parsed join if they finish within a few turns. A group
+   * started because a write finished takes what waited meanwhile at once.
+   */
+  #startGroup(gather: boolean): void {
+    if (this.#gathering || this.#writing >= this.#groupsInFlight || this.#queue.length === 0) return;
+    this.#gathering = true;
+    setImmediate(() => void this.#gatherAndWrite(gather));
+  }
+
+  async #gatherAndWrite(gather: boolean): Promise<void> {
+    for (let turn = 0; gather && turn < MAX_GATHER_TURNS; turn++) {
       const before = this.#queue.length;
       await new Promise((resolve) => setImmediate(resolve));
       if (this.#queue.length === before) break;
     }
-    while (this.#queue.length > 0) {
-      const group = this.#queue.splice(0, MAX_GROUP);
-      const stats = { messages: 0, deliveries: 0, pending: 0, groupSize: group.length };
-      const handedOff: HandedOffDelivery[] = [];
-      const handoff = this.#handoff;
-      const lease: AcceptLease | null = handoff ? { token: randomUUID(), until: Date.now() + handoff.leaseMs, accepts: (endpoint) => !hasRateLimit(endpoint) && handoff.accepts(endpoint.id) } : null;
-      try {
-        const outcomes = await this.#storage.ingest.acceptBatch(group.map((p) => p.item), fanOutMessage, lease);
-        outcomes.forEach((outcome, i) => {
-          const pending = group[i]!;
-          if (!outcome.ok) return pending.reject(outcome.error);
-          const message = pending.item.message;
-          stats.messages += 1;
-          stats.deliveries += outcome.deliveries.length;
-          for (const d of outcome.deliveries) {
-            if (!d.leased || !lease) {
-              stats.pending += 1;
-              continue;
-            }
-            handedOff.push({
-              deliveryId: d.deliveryId,
-              leaseToken: lease.token,
-              leaseUntil: lease.until,
-              msgId: message.id,
-              appId: message.appId,
-              endpointId: d.endpointId,
-              endpointUpdatedAt: d.endpointUpdatedAt,
-              payload: message.payload,
-              createdAt: message.createdAt,
-            });
-          }
-          pending.resolve(message);
-        });
-      } catch (error) {
-        for (const pending of group) pending.reject(error as Error);
-      }
-      if (handedOff.length > 0) handoff!.handOff(handedOff);
-      this.#onAccepted(stats);
+    this.#gathering = false;
+    const group = this.#queue.splice(0, MAX_GROUP);
+    this.#writing += 1;
+    // With a free slot, the next group gathers while this one is written (PostgreSQL).
+    this.#startGroup(true);
+    try {
+      await this.#write(group);
+    } finally {
+      this.#writing -= 1;
+      this.#startGroup(false);
     }
-    this.#flushing = false;
+  }
+
+  /** Writes one group and settles each of its callers' promises. */
+  async #write(group: readonly Pending[]): Promise<void> {
+    const stats = { messages: 0, deliveries: 0, pending: 0, groupSize: group.length };
+    const handedOff: HandedOffDelivery[] = [];
+    const handoff = this.#handoff;
+    const lease: AcceptLease | null = handoff ? { token: randomUUID(), until: Date.now() + handoff.leaseMs, accepts: (endpoint) => !hasRateLimit(endpoint) && handoff.accepts(endpoint.id) } : null;
+    try {
+      const outcomes = await this.#storage.ingest.acceptBatch(group.map((p) => p.item), fanOutMessage, lease);
+      outcomes.forEach((outcome, i) => {
+        const pending = group[i]!;
+        if (!outcome.ok) return pending.reject(outcome.error);
+        const message = pending.item.message;
+        stats.messages += 1;
+        stats.deliveries += outcome.deliveries.length;
+        for (const d of outcome.deliveries) {
+          if (!d.leased || !lease) {
+            stats.pending += 1;
+            continue;
+          }
+          handedOff.push({
+            deliveryId: d.deliveryId,
+            leaseToken: lease.token,
+            leaseUntil: lease.until,
+            msgId: message.id,
+            appId: message.appId,
+            endpointId: d.endpointId,
+            endpointUpdatedAt: d.endpointUpdatedAt,
+            payload: message.payload,
+            createdAt: message.createdAt,
+          });
+        }
+        pending.resolve(message);
+      });
+    } catch (error) {
+      for (const pending of group) pending.reject(error as Error);
+    }
+    if (handedOff.length > 0) handoff!.handOff(handedOff);
+    this.#onAccepted(stats);
   }
 }
