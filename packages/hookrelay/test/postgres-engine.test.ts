@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it, test } from 'node:test';
 import { Client } from 'pg';
+import { toApiError } from '../src/api/plugins/error-handler.js';
 import { loadConfig } from '../src/config/config.js';
 import { newId } from '../src/core/ids.js';
 import { SecretBox } from '../src/secrets/secret-box.js';
@@ -203,11 +204,11 @@ else describe('PostgreSQL engine', () => {
   it('text PostgreSQL cannot store (the NUL character) is refused as bad input, not a 500, even past the API check', async () => {
     const h = await startHarness({ engine: 'postgres' });
     try {
-      // In a body the API refuses it on both engines (test/api-bad-input); in a path it reaches the
-      // database, which refuses it: still the client's mistake.
-      const res = await h.request('GET', '/api/v1/app/nul%00inside');
-      assert.equal(res.status, 400, res.text);
-      assert.equal(res.body.code, 'bad_request');
+      // The API refuses it in bodies, paths and query parameters on both engines alike
+      // (test/api-bad-input). Should any reach the database, its refusal is still the client's mistake.
+      const refused = await h.storage.applications.find('nul\u0000inside').then(() => null, (error: unknown) => error);
+      assert.ok(refused, 'PostgreSQL refuses the parameter');
+      assert.deepEqual(toApiError(refused).toJSON(), { code: 'bad_request', detail: 'Text fields cannot contain the NUL character (U+0000)' });
       const app = await h.request('POST', '/api/v1/app', { body: { name: 'fine' } });
       const msg = await h.request('POST', `/api/v1/app/${app.body.id}/msg`, { body: { eventType: 'a.b', payload: { text: 'nul \u0000 inside' } } });
       assert.equal(msg.status, 202, 'a payload keeps it: payloads are stored as serialized JSON, where it is escaped');

@@ -12,6 +12,7 @@ import { installAuthentication } from './plugins/authenticate.js';
 import { installErrorHandling, sendApiError, toApiError } from './plugins/error-handler.js';
 import { installIdempotency } from './plugins/idempotency.js';
 import { installJsonBodyParser } from './plugins/json-body.js';
+import { installNulInUrlCheck } from './plugins/nul-in-url.js';
 import { RouteTable } from './plugins/route-table.js';
 import { applicationRoutes } from './routes/application-routes.js';
 import { attemptRoutes } from './routes/attempt-routes.js';
@@ -118,6 +119,7 @@ function createBaseApp(deps: OperationsDeps): ApiApp {
   // JSON only: without this a text/plain body would be parsed as a string and fail as a 422.
   app.removeContentTypeParser(['text/plain']);
   installJsonBodyParser(app);
+  installNulInUrlCheck(app);
   installErrorHandling(app, routes);
   if (deps.logger && deps.logger.isLevelEnabled('debug')) {
     app.addHook('onResponse', async (request, reply) => {

@@ -6,6 +6,8 @@ export const ERROR_CODES = {
   validation: { status: 422, title: 'The request body or query failed validation' },
   invalid_json: { status: 400, title: 'The request body is not valid JSON' },
   bad_request: { status: 400, title: 'The request is malformed' },
+  // Svix's code and status for a resend of a message whose payload is gone (expired or expunged).
+  missing_payload: { status: 400, title: "The message's content is gone, so it cannot be sent again" },
   authentication_failed: { status: 401, title: 'Missing or invalid API key' },
   not_found: { status: 404, title: 'The resource does not exist' },
   conflict: { status: 409, title: 'A resource with this unique field already exists' },

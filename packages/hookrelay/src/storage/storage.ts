@@ -274,6 +274,9 @@ export function capOf(perEndpoint: PerEndpointCap): (endpointId: string) => numb
   return (endpointId) => perEndpoint.byEndpoint.get(endpointId) ?? perEndpoint.fallback;
 }
 
+/** What a resend did: `scheduled`, or nothing because the content was `expunged` or the message is `gone`. */
+export type ResendOutcome = 'scheduled' | 'expunged' | 'gone';
+
 export interface DeliveryStore {
   /**
    * Claims up to `limit` due deliveries under a lease: each one's next attempt moves to
@@ -305,8 +308,11 @@ export interface DeliveryStore {
    * and is shared by every dispatcher on the database; returns how many were granted.
    */
   takeSendTokens(endpointId: string, ratePerSecond: number, want: number, now: number): Promise<number>;
-  /** Schedules a manual resend of a message to an endpoint. */
-  resend(appId: string, msgId: string, endpointId: string, now: number): Promise<void>;
+  /**
+   * Schedules a manual resend of a message to an endpoint, due now. Nothing is written when the
+   * message's content was expunged (there is nothing to send) or the message no longer exists.
+   */
+  resend(appId: string, msgId: string, endpointId: string, now: number): Promise<ResendOutcome>;
   /**
    * The endpoint's deliveries created within `window`, by state at `now`. A delivery whose lease
    * ran out counts as pending: its claimer is presumed gone and any other may take it.

@@ -36,11 +36,14 @@ export class Cluster {
     if (result.status !== 0) throw new Error(`hookrelay migrate failed: ${result.stderr}`);
   }
 
-  /** Starts `hookrelay serve --role <role>` (or with HOOKRELAY_ROLE=<role>) and waits until it answers /health. */
-  async start(role: ServerRole, env: Record<string, string> = {}, roleBy: 'flag' | 'env' = 'flag'): Promise<ServerProcess> {
+  /**
+   * Starts `hookrelay serve --role <role>` (or with HOOKRELAY_ROLE=<role>), with `nodeArgs` for
+   * node itself, and waits until it answers /health.
+   */
+  async start(role: ServerRole, env: Record<string, string> = {}, roleBy: 'flag' | 'env' = 'flag', nodeArgs: readonly string[] = []): Promise<ServerProcess> {
     const server = roleBy === 'flag'
-      ? await spawnServer({ ...this.env, ...env }, await freePort(), ['--role', role])
-      : await spawnServer({ ...this.env, ...env, HOOKRELAY_ROLE: role }, await freePort());
+      ? await spawnServer({ ...this.env, ...env }, await freePort(), ['--role', role], nodeArgs)
+      : await spawnServer({ ...this.env, ...env, HOOKRELAY_ROLE: role }, await freePort(), [], nodeArgs);
     this.processes.push(server);
     return server;
   }

@@ -13,11 +13,11 @@ export interface ServerProcess {
 }
 
 /**
- * Starts `hookrelay serve` (with `args`, e.g. `--role worker`) as a real child process and waits
- * until it answers /health (every role serves it).
+ * Starts `hookrelay serve` (with `args`, e.g. `--role worker`, and `nodeArgs` for node itself) as
+ * a real child process and waits until it answers /health (every role serves it).
  */
-export async function spawnServer(env: Record<string, string>, port: number, args: readonly string[] = []): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [CLI, 'serve', ...args], {
+export async function spawnServer(env: Record<string, string>, port: number, args: readonly string[] = [], nodeArgs: readonly string[] = []): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'serve', ...args], {
     env: { ...process.env, HOOKRELAY_LOG_LEVEL: 'warn', HOST: '127.0.0.1', PORT: String(port), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { HookrelayError } from '../../core/errors.js';
+import { HookrelayError, validationError } from '../../core/errors.js';
 
 /**
  * Deepest accepted nesting of a JSON body (serde_json's default limit, which Svix inherits).
@@ -26,27 +26,30 @@ export function jsonDepthExceeds(text: string, limit: number): boolean {
 }
 
 /**
- * Whether a parsed body holds the NUL character (U+0000) in a string outside `payload`.
- * PostgreSQL text cannot store it, so without this rule the same request would be stored on
- * SQLite and refused on PostgreSQL. A message's payload is stored as serialized JSON, where NUL is
- * an escape sequence, so it keeps the character on both engines.
+ * Where a parsed body holds the NUL character (U+0000) in a string or a key outside `payload`, as
+ * a `loc` below "body" (the first found), or null. PostgreSQL text cannot store it, so without
+ * this rule the same request would be stored on SQLite and refused on PostgreSQL. A message's
+ * payload is stored as serialized JSON, where NUL is an escape sequence, so it keeps the character
+ * on both engines.
  */
-export function hasNulOutsidePayload(value: unknown, topLevel = true): boolean {
-  if (typeof value === 'string') return value.includes('\u0000');
-  if (Array.isArray(value)) return value.some((item) => hasNulOutsidePayload(item, false));
-  if (typeof value === 'object' && value !== null) {
-    for (const [key, item] of Object.entries(value)) {
-      if (key.includes('\u0000') || (!(topLevel && key === 'payload') && hasNulOutsidePayload(item, false))) return true;
-    }
+export function nulLocation(value: unknown, path: string[] = []): string[] | null {
+  if (typeof value === 'string') return value.includes('\u0000') ? path : null;
+  if (typeof value !== 'object' || value === null) return null;
+  for (const [key, item] of Object.entries(value)) {
+    const at = [...path, key];
+    if (key.includes('\u0000')) return at;
+    if (path.length === 0 && key === 'payload') continue;
+    const found = nulLocation(item, at);
+    if (found) return found;
   }
-  return false;
+  return null;
 }
 
 /**
  * The JSON body parser: Fastify's own (with prototype-poisoning protection), plus three rules. An
  * empty body is no body, since many clients send Content-Type: application/json on bodiless
  * DELETEs and POSTs and Svix accepts them; nesting is limited as above; and NUL is refused
- * outside a payload, as above.
+ * outside a payload, as above (nul-in-url.ts does the same for the URL).
  */
 export function installJsonBodyParser(app: FastifyInstance): void {
   const parseJson = app.getDefaultJsonParser('error', 'error');
@@ -58,7 +61,9 @@ export function installJsonBodyParser(app: FastifyInstance): void {
     if (!text.includes('\\u0000')) return parseJson(request, text, done);
     return parseJson(request, text, (error: Error | null, parsed?: unknown) => {
       if (error) return done(error, undefined);
-      if (hasNulOutsidePayload(parsed)) return done(new HookrelayError('bad_request', 'Text fields cannot contain the NUL character (U+0000); only a message payload may'), undefined);
+      const loc = nulLocation(parsed);
+      // 422 naming the field, as for any other value the field cannot take.
+      if (loc) return done(validationError(['body', ...loc], 'Text fields cannot contain the NUL character (U+0000); only a message payload may', 'value_error.nul_character'), undefined);
       return done(null, parsed);
     });
   });

@@ -1,10 +1,10 @@
 import { Type } from 'typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { notFound } from '../../core/errors.js';
+import { HookrelayError, notFound } from '../../core/errors.js';
 import type { AttemptListFilter } from '../../storage/storage.js';
 import type { ApiDeps } from '../build-app.js';
 import { ListResponseMessageAttemptOut, MessageAttemptOut, toMessageAttemptOut } from '../schemas/attempt.js';
-import { ListQuery, LOOKUP_ERRORS, Timestamp } from '../schemas/common.js';
+import { HttpError, ListQuery, LOOKUP_ERRORS, Timestamp } from '../schemas/common.js';
 import { EndpointPath } from '../schemas/endpoint.js';
 import { MessagePath } from '../schemas/message.js';
 import { checkIterator, parseTimestamp } from '../validate-input.js';
@@ -104,16 +104,20 @@ export const attemptRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = async
         operationId: 'v1.message-attempt.resend',
         tags,
         summary: 'Send a message to an endpoint again',
-        description: 'Schedules a manual attempt now, whatever the state of earlier deliveries.',
+        description: 'Schedules a manual attempt now, whatever the state of earlier deliveries. A message whose content was expunged cannot be sent again: 400 missing_payload.',
         params: Type.Object({ ...MessagePath.properties, endpoint_id: EndpointPath.properties.endpoint_id }),
-        response: { 202: Type.Object({}), ...LOOKUP_ERRORS },
+        response: { 202: Type.Object({}), 400: HttpError, ...LOOKUP_ERRORS },
       },
     },
     async (request, reply) => {
       const application = await requireApp(storage, request.params.app_id);
       const message = await requireMessage(storage, application.id, request.params.msg_id);
       const endpoint = await requireEndpoint(storage, application.id, request.params.endpoint_id);
-      await storage.deliveries.resend(application.id, message.id, endpoint.id, Date.now());
+      const outcome = await storage.deliveries.resend(application.id, message.id, endpoint.id, Date.now());
+      // Deleted (retention, its application) since the lookup: as if it had never existed.
+      if (outcome === 'gone') throw notFound('Message');
+      // 400 missing_payload is what Svix answers here (not 409 or 410): Svix SDK users match on it.
+      if (outcome === 'expunged') throw new HookrelayError('missing_payload', 'Unable to resend the message: its content was expunged');
       deps.wakeDispatcher();
       return reply.code(202).send({});
     },

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
 import type { Database, DeliveryRow } from '../db-schema.js';
 import { DeliveryStatus, TriggerType } from '../models.js';
-import { capOf, type BacklogStats, type ClaimedDelivery, type CreatedWindow, type DeliveryContext, type DeliveryOutcome, type DeliveryStore, type DeliveryTarget, type EndpointDeliveryCounts, type HealthPolicy, type PerEndpointCap } from '../storage.js';
+import { capOf, type BacklogStats, type ClaimedDelivery, type CreatedWindow, type DeliveryContext, type DeliveryOutcome, type DeliveryStore, type DeliveryTarget, type EndpointDeliveryCounts, type HealthPolicy, type PerEndpointCap, type ResendOutcome } from '../storage.js';
 import type { SecretBox } from '../../secrets/secret-box.js';
 import { rateLimitBurst } from '../../core/rate-limit.js';
 
@@ -202,21 +202,34 @@ export abstract class KyselyDeliveryStore implements DeliveryStore {
     });
   }
 
-  async resend(appId: string, msgId: string, endpointId: string, now: number): Promise<void> {
-    await this.#db
+  async resend(appId: string, msgId: string, endpointId: string, now: number): Promise<ResendOutcome> {
+    const db = this.#db;
+    // One statement reads the message and writes the delivery, so a message expunged (or deleted)
+    // before it gets nothing written. An expunge committed while it runs can still slip past on
+    // PostgreSQL; the dispatcher then records that delivery as a failed HOOKRELAY_GONE attempt.
+    // The casts give PostgreSQL the parameters' types, which an INSERT ... SELECT does not infer.
+    const result = await db
       .insertInto('deliveries')
-      .values({
-        msg_id: msgId,
-        endpoint_id: endpointId,
-        app_id: appId,
-        status: DeliveryStatus.Pending,
-        attempts: 0,
-        next_attempt_at: now,
-        lease_token: null,
-        trigger_type: TriggerType.Manual,
-        created_at: now,
-        updated_at: now,
-      })
+      .columns(['msg_id', 'endpoint_id', 'app_id', 'status', 'attempts', 'next_attempt_at', 'lease_token', 'trigger_type', 'created_at', 'updated_at'])
+      .expression(
+        db
+          .selectFrom('messages')
+          .select((eb) => [
+            'id',
+            eb.cast<string>(eb.val(endpointId), 'text').as('endpoint_id'),
+            'app_id',
+            eb.cast<number>(eb.val(DeliveryStatus.Pending), 'integer').as('status'),
+            eb.cast<number>(eb.val(0), 'integer').as('attempts'),
+            eb.cast<number>(eb.val(now), 'bigint').as('next_attempt_at'),
+            eb.cast<string | null>(eb.val(null), 'text').as('lease_token'),
+            eb.cast<number>(eb.val(TriggerType.Manual), 'integer').as('trigger_type'),
+            eb.cast<number>(eb.val(now), 'bigint').as('created_at'),
+            eb.cast<number>(eb.val(now), 'bigint').as('updated_at'),
+          ])
+          .where('app_id', '=', appId)
+          .where('id', '=', msgId)
+          .where('expunged_at', 'is', null),
+      )
       .onConflict((oc) =>
         oc.columns(['msg_id', 'endpoint_id']).doUpdateSet({
           status: DeliveryStatus.Pending,
@@ -227,7 +240,10 @@ export abstract class KyselyDeliveryStore implements DeliveryStore {
           updated_at: now,
         }),
       )
-      .execute();
+      .executeTakeFirst();
+    if (Number(result.numInsertedOrUpdatedRows ?? 0) > 0) return 'scheduled';
+    const message = await db.selectFrom('messages').select('expunged_at').where('app_id', '=', appId).where('id', '=', msgId).executeTakeFirst();
+    return message ? 'expunged' : 'gone';
   }
 
   async countByEndpoint(endpointId: string, now: number, window: CreatedWindow): Promise<EndpointDeliveryCounts> {

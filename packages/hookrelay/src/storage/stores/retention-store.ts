@@ -74,8 +74,8 @@ export class KyselyRetentionStore implements RetentionStore {
    * at the low end of the walk and are passed over by every batch until it finishes; there are
    * few of them (the retry schedule ends long before the retention, by default).
    *
-   * A manual resend of a message deleted at that very moment loses the race: it fails on the
-   * foreign key if the delete came first, or (PostgreSQL, resend first) the delete waits for its
+   * A manual resend of a message deleted at that very moment loses the race: it finds no message
+   * (404) if the delete came first, or (PostgreSQL, resend first) the delete waits for its
    * commit and ON DELETE CASCADE removes the new delivery. Both need a resend of a message at the
    * retention's edge within the same few milliseconds.
    */
