@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { notFound, validationError } from '../../core/errors.js';
 
 /** What each path parameter names, for the 404's detail. */
@@ -25,18 +25,30 @@ const RESOURCE_OF_PARAM: Record<string, string> = {
  * schema validation and before an Idempotency-Key is reserved, so the refusal writes nothing.
  */
 export function installNulInUrlCheck(app: FastifyInstance): void {
-  app.addHook('preValidation', async (request: FastifyRequest) => {
-    const params = request.params as Record<string, unknown> | undefined;
-    for (const [name, value] of Object.entries(params ?? {})) {
-      if (typeof value === 'string' && value.includes('\u0000')) throw notFound(RESOURCE_OF_PARAM[name] ?? 'Resource');
+  // Callback style and a look at the raw URL first: this runs on every request, publishing
+  // included, and a NUL can only arrive percent-encoded (the HTTP parser refuses a raw one).
+  app.addHook('preValidation', (request: FastifyRequest, _reply: FastifyReply, done: (error?: Error) => void) => {
+    if (!request.raw.url?.includes('%00')) return done();
+    try {
+      refuseNul(request);
+    } catch (error) {
+      return done(error as Error);
     }
-    const declared = (request.routeOptions.schema?.querystring as { properties?: Record<string, unknown> } | undefined)?.properties;
-    if (!declared) return;
-    const query = request.query as Record<string, unknown> | undefined;
-    for (const [name, value] of Object.entries(query ?? {})) {
-      if (!(name in declared)) continue;
-      const values = Array.isArray(value) ? value : [value];
-      if (values.some((v) => typeof v === 'string' && v.includes('\u0000'))) throw validationError(['query', name], 'Query parameters cannot contain the NUL character (U+0000)', 'value_error.nul_character');
-    }
+    done();
   });
+}
+
+function refuseNul(request: FastifyRequest): void {
+  const params = request.params as Record<string, unknown> | undefined;
+  for (const [name, value] of Object.entries(params ?? {})) {
+    if (typeof value === 'string' && value.includes('\u0000')) throw notFound(RESOURCE_OF_PARAM[name] ?? 'Resource');
+  }
+  const declared = (request.routeOptions.schema?.querystring as { properties?: Record<string, unknown> } | undefined)?.properties;
+  if (!declared) return;
+  const query = request.query as Record<string, unknown> | undefined;
+  for (const [name, value] of Object.entries(query ?? {})) {
+    if (!(name in declared)) continue;
+    const values = Array.isArray(value) ? value : [value];
+    if (values.some((v) => typeof v === 'string' && v.includes('\u0000'))) throw validationError(['query', name], 'Query parameters cannot contain the NUL character (U+0000)', 'value_error.nul_character');
+  }
 }
