@@ -24,6 +24,10 @@ const PUBLISH_CONNECTIONS = Number(env.BENCH_PUBLISH_CONNECTIONS ?? 128);
 const LATENCY_RATE = Number(env.BENCH_RATE ?? 1000);
 const LATENCY_SECONDS = Number(env.BENCH_LATENCY_SECONDS ?? 10);
 const RAW_REQUESTS = Number(env.BENCH_RAW_REQUESTS ?? 50_000);
+// Unmeasured work before each measured phase, the same for the raw client and for Hookrelay: the
+// figures are those of processes whose code V8 has compiled (a server runs for days; its first
+// seconds of JIT compilation are not its capacity). BENCH_WARMUP=0 measures cold processes.
+const WARMUP = Number(env.BENCH_WARMUP ?? 10_000);
 const SYNC_COMMIT = env.BENCH_SYNC_COMMIT === 'true';
 const TIME_LIMIT_MS = 180_000;
 const CLI = fileURLToPath(new URL('../packages/hookrelay/dist/src/cli/main.js', import.meta.url));
@@ -64,17 +68,21 @@ async function startReceiver() {
 async function rawCeiling(receiver) {
   const pool = new Pool(receiver.url, { connections: 64, pipelining: 1 });
   const body = JSON.stringify({ type: 'order.created', data: { id: 1, amount: 1999, currency: 'EUR' } });
-  let sent = 0;
+  const post = async (count) => {
+    let sent = 0;
+    await Promise.all(
+      Array.from({ length: 64 }, async () => {
+        while (sent < count) {
+          sent++;
+          const res = await pool.request({ path: '/raw', method: 'POST', headers: { 'content-type': 'application/json' }, body });
+          await res.body.dump();
+        }
+      }),
+    );
+  };
+  await post(WARMUP);
   const started = performance.now();
-  await Promise.all(
-    Array.from({ length: 64 }, async () => {
-      while (sent < RAW_REQUESTS) {
-        sent++;
-        const res = await pool.request({ path: '/raw', method: 'POST', headers: { 'content-type': 'application/json' }, body });
-        await res.body.dump();
-      }
-    }),
-  );
+  await post(RAW_REQUESTS);
   const seconds = (performance.now() - started) / 1000;
   await pool.close();
   return RAW_REQUESTS / seconds;
@@ -227,28 +235,41 @@ async function measure(deployment, receiver, raw) {
     }
     const publishPath = (n) => publishPaths[n % APPS];
 
+    // Publishes `messages` as fast as the API accepts them; resolves when publishing is done and
+    // `delivered` once every delivery has arrived.
+    let published = 0;
+    const publishAll = async (messages) => {
+      const expectedDeliveries = messages * FAN_OUT;
+      let arrived = 0;
+      let allArrived;
+      const delivered = new Promise((resolve) => (allArrived = resolve));
+      if (expectedDeliveries === 0) allArrived();
+      receiver.onDelivery = () => {
+        if (++arrived === expectedDeliveries) allArrived();
+      };
+      const last = published + messages;
+      await Promise.all(
+        Array.from({ length: PUBLISH_CONNECTIONS }, async () => {
+          while (published < last) {
+            checkDeadline();
+            published++;
+            await call('POST', publishPath(published), { eventType: 'order.created', payload: { id: published, amount: 1999, currency: 'EUR' } });
+          }
+        }),
+      );
+      return {
+        delivered: Promise.race([delivered, new Promise((_, reject) => setTimeout(() => reject(new Error(`only ${arrived}/${expectedDeliveries} delivered`)), Math.max(1, deadline - Date.now())).unref())]),
+      };
+    };
+    await (await publishAll(WARMUP)).delivered;
+
     // Throughput: publish as fast as the API accepts, count deliveries until all have arrived.
     const expected = THROUGHPUT_MESSAGES * FAN_OUT;
     const cpuBefore = { bench: process.cpuUsage(), server: serverCpuMs(deployment.pids), postgres: deployment.postgres ? postgresCpuByPid() : null };
-    let delivered = 0;
-    let allDelivered;
-    const done = new Promise((resolve) => (allDelivered = resolve));
-    receiver.onDelivery = () => {
-      if (++delivered === expected) allDelivered();
-    };
-    let published = 0;
     const t0 = performance.now();
-    await Promise.all(
-      Array.from({ length: PUBLISH_CONNECTIONS }, async () => {
-        while (published < THROUGHPUT_MESSAGES) {
-          checkDeadline();
-          published++;
-          await call('POST', publishPath(published), { eventType: 'order.created', payload: { id: published, amount: 1999, currency: 'EUR' } });
-        }
-      }),
-    );
+    const run = await publishAll(THROUGHPUT_MESSAGES);
     const publishSeconds = (performance.now() - t0) / 1000;
-    await Promise.race([done, new Promise((_, reject) => setTimeout(() => reject(new Error(`only ${delivered}/${expected} delivered`)), Math.max(1, deadline - Date.now())).unref())]);
+    await run.delivered;
     const totalSeconds = (performance.now() - t0) / 1000;
     const throughput = expected / totalSeconds;
     const benchCpu = process.cpuUsage(cpuBefore.bench);
@@ -306,6 +327,7 @@ async function measure(deployment, receiver, raw) {
       deployment: deployment.label,
       applications: APPS,
       endpointsPerMessage: FAN_OUT,
+      warmup: { messages: WARMUP, rawRequests: WARMUP },
       rawCeilingReqPerSec: Math.round(raw),
       throughput: {
         messages: THROUGHPUT_MESSAGES,

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { MAX_JSON_DEPTH } from '../src/api/plugins/json-body.js';
-import { startHarness, type Harness } from './helpers/api-harness.js';
+import { ADMIN_KEY, startHarness, type Harness } from './helpers/api-harness.js';
 import { TEST_ENGINES } from './helpers/test-database.js';
 
 /**
@@ -224,6 +225,40 @@ for (const engine of TEST_ENGINES) describe(`malformed input (${engine})`, () =>
         if (problems.length > 0) failures.push(`${c.name}: ${problems.join('; ')} (body ${res.text.slice(0, 300)})`);
       }
       assert.deepEqual(failures, [], `${failures.length} of ${CASES.length} cases misbehaved`);
+      assert.deepEqual(await h.database.dump(), snapshot, 'no refused request may write anything');
+    });
+
+    it('requests the HTTP parser refuses get our error shape too, and change nothing', async () => {
+      const snapshot = await h.database.dump();
+      const { port } = new URL(h.url);
+      // Raw over TCP: fetch itself refuses to send these. Each connection is closed after the answer.
+      const rawRequest = (head: string) =>
+        new Promise<{ status: number; headers: string; body: string }>((resolve, reject) => {
+          const socket = connect(Number(port), '127.0.0.1', () => socket.write(head));
+          let data = '';
+          socket.setEncoding('utf8');
+          socket.on('data', (chunk: string) => (data += chunk));
+          socket.on('error', reject);
+          socket.on('close', () => {
+            const [headers = '', body = ''] = data.split('\r\n\r\n');
+            resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(headers)?.[1]), headers, body });
+          });
+          socket.setTimeout(10_000, () => socket.destroy(new Error('no answer within 10 s')));
+        });
+      const auth = `authorization: Bearer ${ADMIN_KEY}\r\n`;
+      const cases = [
+        { name: 'NUL in a header', head: `POST /api/v1/app HTTP/1.1\r\nhost: x\r\n${auth}idempotency-key: a\u0000b\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n{"name":"x"}`, status: 400, code: 'bad_request' },
+        { name: 'headers over the size limit', head: `GET /api/v1/app HTTP/1.1\r\nhost: x\r\n${auth}x-padding: ${'a'.repeat(20_000)}\r\n\r\n`, status: 431, code: 'headers_too_large' },
+        { name: 'not HTTP at all', head: 'HELLO\r\n\r\n', status: 400, code: 'bad_request' },
+      ];
+      for (const c of cases) {
+        const answer = await rawRequest(c.head);
+        assert.equal(answer.status, c.status, c.name);
+        assert.match(answer.headers, /content-type: application\/json/i, c.name);
+        const body = JSON.parse(answer.body) as { code: string; detail: string };
+        assert.equal(body.code, c.code, c.name);
+        assert.equal(typeof body.detail, 'string', c.name);
+      }
       assert.deepEqual(await h.database.dump(), snapshot, 'no refused request may write anything');
     });
 

@@ -9,7 +9,7 @@ import type { MessageAccepter } from '../ingest/message-ingestor.js';
 import type { Storage } from '../storage/storage.js';
 import type { ApiApp } from './api-app.js';
 import { installAuthentication } from './plugins/authenticate.js';
-import { installErrorHandling, sendApiError, toApiError } from './plugins/error-handler.js';
+import { answerClientError, installErrorHandling, sendApiError, toApiError } from './plugins/error-handler.js';
 import { installIdempotency } from './plugins/idempotency.js';
 import { installJsonBodyParser } from './plugins/json-body.js';
 import { installNulInUrlCheck } from './plugins/nul-in-url.js';
@@ -110,6 +110,8 @@ function createBaseApp(deps: OperationsDeps): ApiApp {
     frameworkErrors: (error, _request, reply) => {
       void sendApiError(reply, toApiError(error));
     },
+    // ... and requests that the HTTP parser refuses never reach Fastify at all.
+    clientErrorHandler: answerClientError,
   });
   const app = base.withTypeProvider<TypeBoxTypeProvider>() as unknown as ApiApp;
   const routes = new RouteTable();

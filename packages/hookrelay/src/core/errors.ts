@@ -17,6 +17,8 @@ export const ERROR_CODES = {
   payload_too_large: { status: 413, title: 'The request body exceeds the configured limit' },
   unsupported_media_type: { status: 415, title: 'The request body must be application/json' },
   method_not_allowed: { status: 405, title: 'The method is not allowed on this path' },
+  request_timeout: { status: 408, title: 'The request was not received in time' },
+  headers_too_large: { status: 431, title: 'The request headers exceed the size limit' },
   unavailable: { status: 503, title: 'The service cannot serve this request now' },
   internal: { status: 500, title: 'An unexpected error occurred' },
 } as const satisfies Record<string, { status: number; title: string }>;

@@ -1,3 +1,5 @@
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { HookrelayError, type ValidationIssue } from '../../core/errors.js';
 import { isDatabaseUnavailable } from '../../storage/database-unavailable.js';
@@ -59,6 +61,30 @@ export function toApiError(error: unknown): HookrelayError {
     return Object.assign(new HookrelayError('bad_request', fastifyError.message ?? 'Bad request'), { status });
   }
   return new HookrelayError('internal', 'An unexpected error occurred; it has been logged');
+}
+
+/**
+ * Requests Node's HTTP parser refuses (a NUL or other forbidden byte in a header, headers over the
+ * size limit, a request that does not arrive in time) never reach Fastify's routing or error
+ * handler. Fastify answers them with its own body shape; this answers them in ours, with a stable
+ * code, and closes the connection as Node does (its state is unknown after a parse error).
+ */
+export function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+  // A reset connection is already gone: there is no one to answer.
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const apiError =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? new HookrelayError('request_timeout', 'The request was not received completely in time')
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? new HookrelayError('headers_too_large', 'The request headers exceed the size limit')
+        : new HookrelayError('bad_request', `The HTTP request is malformed (${error.code ?? 'parse error'}), e.g. a header holds a forbidden character such as NUL`);
+  const body = JSON.stringify(apiError.toJSON());
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${apiError.status} ${STATUS_CODES[apiError.status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(error);
 }
 
 export function sendApiError(reply: FastifyReply, error: HookrelayError): FastifyReply {
