@@ -114,6 +114,43 @@ for (const engine of TEST_ENGINES) describe(`storage conformance (${engine})`, (
     assert.equal(await storage.deliveries.nextDueAt(), null);
   });
 
+  /** Two endpoints (of two applications): 300 due rows at the first, then 5 due later at the second. */
+  async function backlogBehindOne(t0: number) {
+    const [busy] = (await backlogOf(1, 300, t0)).endpointIds as [string];
+    const [other] = (await backlogOf(1, 5, t0 + 1_000)).endpointIds as [string];
+    return { busy, other, now: t0 + 2_000 };
+  }
+
+  /** Claims and records as delivered everything due at `now`, so the next test finds nothing pending. */
+  async function finishAll(now: number, claimed: ClaimedDelivery[]) {
+    const all = [...claimed, ...(await drain(storage, now))];
+    await storage.deliveries.complete(all.map((claim) => outcome(claim, now)), { disableAfterMs: null });
+  }
+
+  it('the backlog of an endpoint a claim passes over does not hide other endpoints\' due rows', async () => {
+    const { busy, other, now } = await backlogBehindOne(1_100_000_000_000);
+    // More due rows at the passed-over endpoint than a claim's walk reads (4 per row wanted).
+    const claimed = await storage.deliveries.claimDue(now, LEASE_MS, 10, 20, [busy]);
+    assert.deepEqual(
+      claimed.map((c) => c.endpointId),
+      Array(5).fill(other),
+      'the other endpoint\'s 5, none of the passed-over one\'s',
+    );
+    await finishAll(now, claimed);
+  });
+
+  it(
+    'the backlog of an endpoint at its cap does not hide other endpoints\' due rows from the same claim',
+    { skip: engine === 'postgres' ? 'PostgreSQL\'s claim (hookrelay_claim) reads candidates in due order only: there the next claim, which passes the capped endpoint over, reaches the others (docs/benchmarks.md, Next)' : false },
+    async () => {
+      const { busy, other, now } = await backlogBehindOne(1_200_000_000_000);
+      const claimed = await storage.deliveries.claimDue(now, LEASE_MS, 10, 3, []);
+      const count = (endpointId: string) => claimed.filter((c) => c.endpointId === endpointId).length;
+      assert.deepEqual([count(busy), count(other)], [3, 3], 'each endpoint\'s cap, the other\'s from behind the busy one\'s backlog');
+      await finishAll(now, claimed);
+    },
+  );
+
   it('completion needs the current lease token: a claimer whose lease ran out cannot overwrite', async () => {
     const t0 = 1_100_000_000_000;
     const { appId } = await backlogOf(1, 1, t0);

@@ -8,7 +8,8 @@ import * as m0006 from './0006-claim-by-primary-keys.js';
 
 /**
  * Numbered migrations, applied in order. A version means the same change on both engines; one that
- * only PostgreSQL needs (5 and 6, the claim function) has no SQLite counterpart.
+ * only PostgreSQL needs (5 and 6, the claim function) has no SQLite counterpart, and one only
+ * SQLite needs (7, an index for its claim) none here.
  */
 export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial', up: m0001.up },
