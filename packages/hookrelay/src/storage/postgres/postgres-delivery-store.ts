@@ -10,9 +10,9 @@ import { planHealthWrites, recordEndpointHealth, recoveringEndpoints, summarizeS
  * Claims on PostgreSQL, where several dispatchers (threads or processes) claim from one table at
  * once, and where each endpoint's in-flight cap holds across all of them together.
  *
- * A claim is one call of the server-side function hookrelay_claim (migrations/0005-claim-function.ts,
- * its last query as migrations/0006-claim-by-primary-keys.ts rewrote it),
- * so one round trip and one implicit transaction. It walks the due index once, without row locks,
+ * A claim is one call of the server-side function hookrelay_claim (as migrations/0006-claim-by-
+ * primary-keys.ts defines it now; 0005 was the first version), so one round trip and one implicit
+ * transaction. It walks the due index once, without row locks,
  * then takes a transaction-scoped advisory lock per endpoint among the first 64 candidates (`pg_try_advisory_xact_lock`,
  * which never waits), counting each one's live leases (every dispatcher's requests in flight, and
  * outcomes not yet written) in the same query. Endpoints another claimer holds at that moment are
@@ -21,7 +21,9 @@ import { planHealthWrites, recordEndpointHealth, recoveringEndpoints, summarizeS
  * once. Should the candidates have gone stale between the read and the locks (another claimer
  * leased some of them first), the held endpoints' due rows are read again under the locks. The
  * same answer carries each claimed message's payload and its endpoint's updatedAt, which saves
- * the dispatcher the reads of loadContext.
+ * the dispatcher the reads of loadContext, and, when it leased nothing, the next due time.
+ * Every query in it reads by primary key or in an index's own order, whatever the statistics
+ * (migration 6 says why).
  *
  * Advisory locks rather than row locks on `endpoints`: a row lock is a write to the row, and
  * beside the FOR KEY SHARE that every delivery insert takes on its endpoint (the foreign key) it
