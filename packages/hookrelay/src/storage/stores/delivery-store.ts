@@ -122,7 +122,13 @@ export abstract class KyselyDeliveryStore implements DeliveryStore {
         .orderBy('next_attempt_at')
         .limit(taken + room)
         .execute();
-      for (const { id } of rows) if (!pickedIds.has(id) && result.length < limit) result.push(id);
+      let added = 0;
+      for (const { id } of rows) {
+        // Bounded by the room left as well: rows due at the same instant may come in another order.
+        if (pickedIds.has(id) || added >= room) continue;
+        result.push(id);
+        added += 1;
+      }
     }
     return result;
   }
