@@ -1,30 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
 import type { Database, DeliveryRow } from '../db-schema.js';
 import { DeliveryStatus, TriggerType } from '../models.js';
-import { capOf, type BacklogStats, type ClaimedDelivery, type CreatedWindow, type DeliveryContext, type DeliveryOutcome, type DeliveryStore, type DeliveryTarget, type EndpointDeliveryCounts, type HealthPolicy, type PerEndpointCap, type ResendOutcome } from '../storage.js';
+import { type BacklogStats, type ClaimedDelivery, type CreatedWindow, type DeliveryContext, type DeliveryOutcome, type DeliveryStore, type DeliveryTarget, type EndpointDeliveryCounts, type HealthPolicy, type PerEndpointCap, type ResendOutcome, type SharedEndpointCap } from '../storage.js';
 import type { SecretBox } from '../../secrets/secret-box.js';
 import { rateLimitBurst } from '../../core/rate-limit.js';
-
-/** How many due rows a claim looks at per row it may take, so per-endpoint caps can still fill a batch. */
-const SCAN_FACTOR = 4;
-/** Endpoints with pending deliveries a claim visits at most when it reads endpoint by endpoint. */
-const MAX_ENDPOINTS_PER_CLAIM = 1000;
-
-/** Keeps at most `perEndpoint` candidates per endpoint, in order, so one busy endpoint cannot fill the batch. */
-export function pickPerEndpoint(candidates: readonly { id: number; endpoint_id: string }[], limit: number, perEndpoint: PerEndpointCap): number[] {
-  const picked: number[] = [];
-  const perEndpointCount = new Map<string, number>();
-  const capFor = capOf(perEndpoint);
-  for (const row of candidates) {
-    const count = perEndpointCount.get(row.endpoint_id) ?? 0;
-    if (count >= capFor(row.endpoint_id)) continue;
-    perEndpointCount.set(row.endpoint_id, count + 1);
-    picked.push(row.id);
-    if (picked.length >= limit) break;
-  }
-  return picked;
-}
 
 /** The columns a lease returns for each row it took. */
 export type LeasedRow = Pick<Selectable<DeliveryRow>, 'id' | 'msg_id' | 'app_id' | 'endpoint_id' | 'attempts' | 'trigger_type'>;
@@ -53,103 +32,14 @@ export abstract class KyselyDeliveryStore implements DeliveryStore {
   }
 
   /**
-   * The claim where one dispatcher claims at a time (SQLite; PostgreSQL overrides it). Reads are
-   * bounded by rows, not by backlog: one walk of the due index in due order, at most SCAN_FACTOR
-   * rows per row wanted, with endpoints passed over (saturated or paced here) and rows over an
-   * endpoint's cap left out as they come. When that walk is used up with room left, its rows were
-   * mostly the backlog of such endpoints, and other endpoints' due rows may lie behind it: they are
-   * then read endpoint by endpoint (#pickByEndpoint). Leaving the passed-over endpoints out in the
-   * walk's own query instead made every claim read their whole backlog (78 ms at a million rows).
+   * Claims under a lease (DeliveryStore.claimDue): each engine's own, SQLite's with one dispatcher
+   * claiming at a time, PostgreSQL's with several sharing each endpoint's cap.
    */
-  async claimDue(now: number, leaseMs: number, limit: number, perEndpoint: PerEndpointCap, skipEndpoints: readonly string[]): Promise<ClaimedDelivery[]> {
-    const budget = limit * SCAN_FACTOR;
-    const walked = await this.#db
-      .selectFrom('deliveries')
-      .select(['id', 'endpoint_id'])
-      .where('status', '=', DeliveryStatus.Pending)
-      .where('next_attempt_at', '<=', now)
-      .orderBy('next_attempt_at')
-      .limit(budget)
-      .execute();
-    const skip = new Set(skipEndpoints);
-    let picked = pickPerEndpoint(
-      walked.filter((row) => !skip.has(row.endpoint_id)),
-      limit,
-      perEndpoint,
-    );
-    if (picked.length < limit && walked.length === budget) picked = await this.#pickByEndpoint(now, limit, perEndpoint, skip, walked, picked);
-    // The UPDATE re-checks that each picked row is still due, so a concurrent claimer that got
-    // there first (its lease moved next_attempt_at into the future) is never overridden.
-    return picked.length === 0 ? [] : this.leasePicked(this.#db, picked, now, leaseMs);
-  }
-
-  /**
-   * Adds to `picked` (rows of `walked`) due rows read endpoint by endpoint through the partial
-   * index deliveries_due_by_endpoint: the endpoints with pending rows, found by a skip scan (one
-   * index seek each, at most MAX_ENDPOINTS_PER_CLAIM of them); of those due now and not passed
-   * over, in the order of their oldest due row, each up to what is left of its cap.
-   */
-  async #pickByEndpoint(now: number, limit: number, perEndpoint: PerEndpointCap, skip: ReadonlySet<string>, walked: readonly { id: number; endpoint_id: string }[], picked: readonly number[]): Promise<number[]> {
-    const pending = DeliveryStatus.Pending;
-    const { rows: heads } = await sql<{ endpoint_id: string; head: number | null }>`
-      WITH RECURSIVE ep(id) AS (
-        SELECT (SELECT endpoint_id FROM deliveries WHERE status = ${pending} ORDER BY endpoint_id LIMIT 1)
-        UNION ALL
-        SELECT (SELECT d.endpoint_id FROM deliveries d WHERE d.status = ${pending} AND d.endpoint_id > ep.id ORDER BY d.endpoint_id LIMIT 1)
-        FROM ep WHERE ep.id IS NOT NULL
-        LIMIT ${MAX_ENDPOINTS_PER_CLAIM}
-      )
-      SELECT ep.id AS endpoint_id, (SELECT min(d.next_attempt_at) FROM deliveries d WHERE d.status = ${pending} AND d.endpoint_id = ep.id) AS head
-      FROM ep WHERE ep.id IS NOT NULL`.execute(this.#db);
-    const capFor = capOf(perEndpoint);
-    const pickedIds = new Set(picked);
-    const takenPerEndpoint = new Map<string, number>();
-    for (const row of walked) if (pickedIds.has(row.id)) takenPerEndpoint.set(row.endpoint_id, (takenPerEndpoint.get(row.endpoint_id) ?? 0) + 1);
-    const result = [...picked];
-    const due = heads.filter((h) => h.head !== null && Number(h.head) <= now && !skip.has(h.endpoint_id)).sort((a, b) => Number(a.head) - Number(b.head));
-    for (const { endpoint_id: endpointId } of due) {
-      if (result.length >= limit) break;
-      const taken = takenPerEndpoint.get(endpointId) ?? 0;
-      const room = Math.min(capFor(endpointId) - taken, limit - result.length);
-      if (room <= 0) continue;
-      // Its oldest due rows, among which those the walk already picked.
-      const rows = await this.#db
-        .selectFrom('deliveries')
-        .select('id')
-        .where('status', '=', pending)
-        .where('endpoint_id', '=', endpointId)
-        .where('next_attempt_at', '<=', now)
-        .orderBy('next_attempt_at')
-        .limit(taken + room)
-        .execute();
-      let added = 0;
-      for (const { id } of rows) {
-        // Bounded by the room left as well: rows due at the same instant may come in another order.
-        if (pickedIds.has(id) || added >= room) continue;
-        result.push(id);
-        added += 1;
-      }
-    }
-    return result;
-  }
+  abstract claimDue(now: number, leaseMs: number, limit: number, perEndpoint: PerEndpointCap, skipEndpoints: readonly string[], shared?: SharedEndpointCap): Promise<ClaimedDelivery[]>;
 
   /** The database, for engine subclasses' own statements. */
   protected get db(): Kysely<Database> {
     return this.#db;
-  }
-
-  /** Leases the picked rows that are still due: their next attempt moves to now + leaseMs under a fresh token. */
-  protected async leasePicked(db: Kysely<Database>, picked: readonly number[], now: number, leaseMs: number): Promise<ClaimedDelivery[]> {
-    const leaseToken = randomUUID();
-    const rows = await db
-      .updateTable('deliveries')
-      .set({ next_attempt_at: now + leaseMs, lease_token: leaseToken, updated_at: now })
-      .where('id', 'in', picked)
-      .where('status', '=', DeliveryStatus.Pending)
-      .where('next_attempt_at', '<=', now)
-      .returning(['id', 'msg_id', 'app_id', 'endpoint_id', 'attempts', 'trigger_type'])
-      .execute();
-    return rows.map((row) => claimedFromRow(row, leaseToken));
   }
 
   async loadTargets(endpointIds: readonly string[], now: number): Promise<Map<string, DeliveryTarget>> {
