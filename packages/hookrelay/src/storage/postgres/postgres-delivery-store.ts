@@ -23,7 +23,7 @@ import { planHealthWrites, recordEndpointHealth, recoveringEndpoints, summarizeS
  * same answer carries each claimed message's payload and its endpoint's updatedAt, which saves
  * the dispatcher the reads of loadContext, and, when it leased nothing, the next due time.
  * Every query in it reads by primary key or in an index's own order, whatever the statistics
- * (migration 6 says why).
+ * (migrations 6 and 8 say why).
  *
  * Advisory locks rather than row locks on `endpoints`: a row lock is a write to the row, and
  * beside the FOR KEY SHARE that every delivery insert takes on its endpoint (the foreign key) it
