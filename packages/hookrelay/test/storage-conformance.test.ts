@@ -139,17 +139,13 @@ for (const engine of TEST_ENGINES) describe(`storage conformance (${engine})`, (
     await finishAll(now, claimed);
   });
 
-  it(
-    'the backlog of an endpoint at its cap does not hide other endpoints\' due rows from the same claim',
-    { skip: engine === 'postgres' ? 'PostgreSQL\'s claim (hookrelay_claim) reads candidates in due order only: there the next claim, which passes the capped endpoint over, reaches the others (docs/benchmarks.md, Next)' : false },
-    async () => {
-      const { busy, other, now } = await backlogBehindOne(1_200_000_000_000);
-      const claimed = await storage.deliveries.claimDue(now, LEASE_MS, 10, 3, []);
-      const count = (endpointId: string) => claimed.filter((c) => c.endpointId === endpointId).length;
-      assert.deepEqual([count(busy), count(other)], [3, 3], 'each endpoint\'s cap, the other\'s from behind the busy one\'s backlog');
-      await finishAll(now, claimed);
-    },
-  );
+  it('the backlog of an endpoint at its cap does not hide other endpoints\' due rows from the same claim', async () => {
+    const { busy, other, now } = await backlogBehindOne(1_200_000_000_000);
+    const claimed = await storage.deliveries.claimDue(now, LEASE_MS, 10, 3, []);
+    const count = (endpointId: string) => claimed.filter((c) => c.endpointId === endpointId).length;
+    assert.deepEqual([count(busy), count(other)], [3, 3], 'each endpoint\'s cap, the other\'s from behind the busy one\'s backlog');
+    await finishAll(now, claimed);
+  });
 
   it('completion needs the current lease token: a claimer whose lease ran out cannot overwrite', async () => {
     const t0 = 1_100_000_000_000;

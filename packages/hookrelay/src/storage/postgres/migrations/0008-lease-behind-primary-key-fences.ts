@@ -1,3 +1,4 @@
+import { deriveFrom } from './derive-from.js';
 import { up as migration6 } from './0006-claim-by-primary-keys.js';
 
 /**
@@ -66,10 +67,4 @@ CREATE FUNCTION hookrelay_claim(`,
   ],
 ];
 
-function replaceOnce(text: string, [from, to]: readonly [string, string]): string {
-  const at = text.indexOf(from);
-  if (at < 0 || text.indexOf(from, at + 1) >= 0) throw new Error(`migration 8: expected exactly one occurrence of ${JSON.stringify(from.slice(0, 60))} in migration 6`);
-  return text.slice(0, at) + to + text.slice(at + from.length);
-}
-
-export const up = REPLACEMENTS.reduce(replaceOnce, migration6);
+export const up = deriveFrom(migration6, REPLACEMENTS, 'migration 8 (from 6)');

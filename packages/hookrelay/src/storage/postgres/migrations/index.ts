@@ -6,10 +6,11 @@ import * as m0004 from './0004-endpoint-health.js';
 import * as m0005 from './0005-claim-function.js';
 import * as m0006 from './0006-claim-by-primary-keys.js';
 import * as m0008 from './0008-lease-behind-primary-key-fences.js';
+import * as m0009 from './0009-claim-endpoint-by-endpoint.js';
 
 /**
  * Numbered migrations, applied in order. A version means the same change on both engines; one that
- * only PostgreSQL needs (5, 6 and 8, the claim function) has no SQLite counterpart, and one only
+ * only PostgreSQL needs (5, 6, 8 and 9, the claim function and its index) has no SQLite counterpart, and one only
  * SQLite needs (7, an index for its claim) none here.
  */
 export const POSTGRES_MIGRATIONS: readonly Migration[] = [
@@ -20,4 +21,5 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   { version: 5, name: 'claim-function', up: m0005.up },
   { version: 6, name: 'claim-by-primary-keys', up: m0006.up },
   { version: 8, name: 'lease-behind-primary-key-fences', up: m0008.up },
+  { version: 9, name: 'claim-endpoint-by-endpoint', up: m0009.up },
 ];

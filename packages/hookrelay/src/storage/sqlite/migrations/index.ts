@@ -7,7 +7,7 @@ import * as m0007 from './0007-due-by-endpoint.js';
 
 /**
  * Numbered migrations, applied in order; a migration is never edited once released. A version
- * means the same change on both engines; 5, 6 and 8 are PostgreSQL's alone, 7 is SQLite's alone.
+ * means the same change on both engines; 5, 6, 8 and 9 are PostgreSQL's alone, 7 is SQLite's alone.
  */
 export const SQLITE_MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial', up: m0001.up },
