@@ -14,8 +14,9 @@ import { planHealthWrites, recordEndpointHealth, recoveringEndpoints, summarizeS
  * primary-keys.ts defines it now; 0005 was the first version), so one round trip and one implicit
  * transaction. It walks the due index once, without row locks,
  * then takes a transaction-scoped advisory lock per endpoint among the first 64 candidates (`pg_try_advisory_xact_lock`,
- * which never waits), counting each one's live leases (every dispatcher's requests in flight, and
- * outcomes not yet written) in the same query. Endpoints another claimer holds at that moment are
+ * which never waits), then counts each held one's live leases (every dispatcher's requests in
+ * flight, and outcomes not yet written) in the next statement, whose snapshot is taken with the
+ * locks held (migration 9 says why). Endpoints another claimer holds at that moment are
  * skipped: that claimer is serving them. Of the held endpoints' candidates it leases, by primary
  * key, what is left of each cap. So two claimers never count the same endpoint's free slots at
  * once. Should the candidates have gone stale between the read and the locks (another claimer
