@@ -220,8 +220,9 @@ async function freePort() {
 async function measure(deployment, receiver, raw) {
   deadline = Date.now() + TIME_LIMIT_MS;
   const api = new Pool(deployment.url, { connections: PUBLISH_CONNECTIONS });
+  const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
   const call = async (method, path, body) => {
-    const res = await api.request({ path, method, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: body && JSON.stringify(body) });
+    const res = await api.request({ path, method, headers, body: body && JSON.stringify(body) });
     const text = await res.body.text();
     if (res.statusCode >= 300) throw new Error(`${method} ${path}: ${res.statusCode} ${text}`);
     return JSON.parse(text);
@@ -237,7 +238,7 @@ async function measure(deployment, receiver, raw) {
     // A publish needs only its status: the load generator shares the machine's two cores with
     // Hookrelay, so it does not parse the 202's body (an error's body is still read and shown).
     const publish = async (path, body) => {
-      const res = await api.request({ path, method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const res = await api.request({ path, method: 'POST', headers, body: JSON.stringify(body) });
       if (res.statusCode >= 300) throw new Error(`POST ${path}: ${res.statusCode} ${await res.body.text()}`);
       await res.body.dump();
     };
