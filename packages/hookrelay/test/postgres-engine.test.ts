@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before, describe, it, test } from 'node:test';
+import { after, before, describe, it, test, type TestContext } from 'node:test';
 import { Client } from 'pg';
 import { toApiError } from '../src/api/plugins/error-handler.js';
 import { loadConfig } from '../src/config/config.js';
@@ -45,6 +45,36 @@ else describe('PostgreSQL engine', () => {
   /** What an auto_explain plan reads tables by: index names, or `seq scan <table>` (its query text, which may name others, left out). */
   function indexesScanned(plan: string): string[] {
     return [...plan.matchAll(/Scan using (\w+) on|Bitmap Index Scan on (\w+)|Seq Scan on (\w+)/g)].map((m) => m[1] ?? m[2] ?? `seq scan ${m[3]}`);
+  }
+
+  /**
+   * Runs hookrelay_claim with `params` on `holder` (rolled back) and returns its rows and the plan
+   * of each of its statements, which auto_explain sends back as notices. Under a generic plan: the
+   * one a connection caches after a few calls, here made over the suite's never-analysed tables,
+   * as on a fresh database with autovacuum off. Null, with the test marked skipped and the reason
+   * printed, where auto_explain cannot be loaded.
+   */
+  async function claimWithPlans(t: TestContext, holder: Client, params: unknown[]): Promise<{ rows: { endpoint_id: string }[]; plans: string[] } | null> {
+    try {
+      await holder.query("LOAD 'auto_explain'");
+    } catch (error) {
+      t.skip(`auto_explain cannot be loaded on this server (${(error as Error).message}): the plans cannot be read`);
+      return null;
+    }
+    const plans: string[] = [];
+    const collect = (notice: { message?: string }) => plans.push(notice.message ?? '');
+    holder.on('notice', collect);
+    try {
+      await holder.query('BEGIN');
+      for (const setting of ['auto_explain.log_min_duration = 0', 'auto_explain.log_nested_statements = on', "auto_explain.log_level = 'notice'", 'plan_cache_mode = force_generic_plan']) {
+        await holder.query(`SET LOCAL ${setting}`);
+      }
+      const { rows } = await holder.query<{ endpoint_id: string }>('SELECT * FROM hookrelay_claim($1, 60000, $2, $3, $4::text[], 100, $5::text[], $6::integer[], NULL, $7) WHERE NOT passed_over', [...params, CLAIM_LOCK_CLASS]);
+      return { rows, plans };
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.off('notice', collect);
+    }
   }
 
   /**
@@ -176,32 +206,21 @@ else describe('PostgreSQL engine', () => {
   it('a claim leases its picked rows by primary key, also under a plan made before the tables had statistics', async (t) => {
     const now = Date.now();
     await withDueBacklog('lease plan', 3, now, async ({ holder, endpointId }) => {
+      // Migration 6's lease, under such a plan, took deliveries_due for an id lookup (it cost the
+      // same as the primary key over tiny tables) and walked every due row.
       try {
-        await holder.query("LOAD 'auto_explain'");
-      } catch (error) {
-        t.skip(`auto_explain cannot be loaded on this server (${(error as Error).message}): the plans cannot be read`);
-        return;
+        const claimed = await claimWithPlans(t, holder, [now + 100, 'lease-plan-test', 100, [], [], []]);
+        if (!claimed) return;
+        assert.ok(claimed.rows.some((r) => r.endpoint_id === endpointId), 'the due endpoint was claimed from');
+        const leasePlans = claimed.plans.filter((n) => n.includes('WITH leasing AS'));
+        assert.ok(leasePlans.length > 0, 'the lease statement\'s plan was reported');
+        for (const plan of leasePlans) {
+          assert.deepEqual([...new Set(indexesScanned(plan))], ['deliveries_pkey'], `the lease reads rows by primary key only:\n${plan}`);
+        }
+      } finally {
+        // The suite's database is shared: leave nothing of this endpoint's due for the next test.
+        await holder.query('DELETE FROM deliveries WHERE endpoint_id = $1', [endpointId]);
       }
-      const notices: string[] = [];
-      holder.on('notice', (notice) => notices.push(notice.message ?? ''));
-      await holder.query('BEGIN');
-      // Each of the function's statements sends its plan back as a notice. A generic plan is what a
-      // connection caches after a few calls; made while the suite's tables were never analysed (as
-      // on a fresh database with autovacuum off), it saw deliveries_due cost the same as the
-      // primary key for an id lookup, and migration 6's lease took it, walking every due row.
-      for (const setting of ['auto_explain.log_min_duration = 0', 'auto_explain.log_nested_statements = on', "auto_explain.log_level = 'notice'", 'plan_cache_mode = force_generic_plan']) {
-        await holder.query(`SET LOCAL ${setting}`);
-      }
-      const claimed = await holder.query('SELECT * FROM hookrelay_claim($1, 60000, $2, 100, $3::text[], 100, $3::text[], $4::integer[], NULL, $5) WHERE NOT passed_over', [now + 100, 'lease-plan-test', [], [], CLAIM_LOCK_CLASS]);
-      await holder.query('ROLLBACK');
-      assert.ok(claimed.rows.some((r: { endpoint_id: string }) => r.endpoint_id === endpointId), 'the due endpoint was claimed from');
-      const leasePlans = notices.filter((n) => n.includes('WITH leasing AS'));
-      assert.ok(leasePlans.length > 0, 'the lease statement\'s plan was reported');
-      for (const plan of leasePlans) {
-        assert.deepEqual([...new Set(indexesScanned(plan))], ['deliveries_pkey'], `the lease reads rows by primary key only:\n${plan}`);
-      }
-      // The suite's database is shared: leave nothing of this endpoint's due for the next test.
-      await holder.query('DELETE FROM deliveries WHERE endpoint_id = $1', [endpointId]);
     });
   });
 
@@ -209,30 +228,21 @@ else describe('PostgreSQL engine', () => {
     // Older than anything else the suite's shared database may hold due.
     const at = 500_000_000_000;
     await withDueBacklog('behind a backlog', 10, at, async ({ storage, holder, appId, endpointId: busy }) => {
-      try {
-        await holder.query("LOAD 'auto_explain'");
-      } catch (error) {
-        t.skip(`auto_explain cannot be loaded on this server (${(error as Error).message}): the plans cannot be read`);
-        return;
-      }
       // Two later messages reach both endpoints: the busy one's ten older rows fill a walk of 4 per row wanted.
       const other = await storage.endpoints.create(appId, { url: 'https://example.com/behind', uid: null, description: '', disabled: false, filterTypes: null, channels: null, rateLimit: null, metadata: {}, version: 1 }, {}, generateEndpointSecret());
       const later = [100, 101].map((n) => ({ message: { id: newId('msg', at + n), appId, eventType: 'a.b', eventId: null, payload: '{}', channels: null, tags: null, createdAt: at + n }, idempotency: null }));
       await storage.ingest.acceptBatch(later, (endpoints) => endpoints);
 
-      const notices: string[] = [];
-      holder.on('notice', (notice) => notices.push(notice.message ?? ''));
-      await holder.query('BEGIN');
-      for (const setting of ['auto_explain.log_min_duration = 0', 'auto_explain.log_nested_statements = on', "auto_explain.log_level = 'notice'", 'plan_cache_mode = force_generic_plan']) {
-        await holder.query(`SET LOCAL ${setting}`);
+      try {
+        const claimed = await claimWithPlans(t, holder, [at + 1_000, 'behind-test', 2, [busy], [], []]);
+        if (!claimed) return;
+        assert.deepEqual(claimed.rows.map((r) => r.endpoint_id), [other.id, other.id], 'the other endpoint\'s two rows, from behind the passed-over backlog');
+        const skipScans = claimed.plans.filter((n) => n.includes('WITH RECURSIVE ep'));
+        assert.equal(skipScans.length, 1, 'the claim read endpoint by endpoint');
+        assert.deepEqual([...new Set(indexesScanned(skipScans[0]!))], ['deliveries_due_by_endpoint'], `by deliveries_due_by_endpoint alone:\n${skipScans[0]}`);
+      } finally {
+        await holder.query('DELETE FROM deliveries WHERE endpoint_id = ANY ($1)', [[busy, other.id]]);
       }
-      const claimed = await holder.query<{ endpoint_id: string }>('SELECT * FROM hookrelay_claim($1, 60000, $2, 2, $3::text[], 100, $4::text[], $5::integer[], NULL, $6) WHERE NOT passed_over', [at + 1_000, 'behind-test', [busy], [], [], CLAIM_LOCK_CLASS]);
-      await holder.query('ROLLBACK');
-      assert.deepEqual(claimed.rows.map((r) => r.endpoint_id), [other.id, other.id], 'the other endpoint\'s two rows, from behind the passed-over backlog');
-      const skipScans = notices.filter((n) => n.includes('WITH RECURSIVE ep'));
-      assert.equal(skipScans.length, 1, 'the claim read endpoint by endpoint');
-      assert.deepEqual([...new Set(indexesScanned(skipScans[0]!))], ['deliveries_due_by_endpoint'], `by deliveries_due_by_endpoint alone:\n${skipScans[0]}`);
-      await holder.query('DELETE FROM deliveries WHERE endpoint_id = ANY ($1)', [[busy, other.id]]);
     });
   });
 
