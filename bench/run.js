@@ -1,8 +1,8 @@
 // Hookrelay end-to-end benchmark. Starts `hookrelay serve` as a child process on a fresh SQLite
 // file, a receiver on 127.0.0.1 in this process, and measures:
-//   1. the raw ceiling: the same receiver driven by a bare undici Pool (no Hookrelay);
-//   2. throughput: N messages published through the API as fast as it takes them, deliveries/s
-//      from the first publish to the last delivery;
+//   1. throughput: N messages published through the API as fast as it takes them, deliveries/s
+//      from the first publish to the last delivery, in rounds that alternate with
+//   2. the raw ceiling: the same receiver driven by a bare undici Pool (no Hookrelay);
 //   3. latency: publish-to-delivered p50/p90/p99 at a fixed offered rate.
 // Every loop is bounded in count and time; all traffic stays on 127.0.0.1.
 import { spawn, spawnSync } from 'node:child_process';
@@ -13,9 +13,10 @@ import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
+import { freePort, processCpuMs } from './processes.js';
 
 const env = process.env;
-const THROUGHPUT_MESSAGES = Number(env.BENCH_MESSAGES ?? 30_000);
+const THROUGHPUT_MESSAGES = Number(env.BENCH_MESSAGES ?? 50_000);
 const FAN_OUT = Number(env.BENCH_FAN_OUT ?? 1);
 // Messages are spread round robin over this many applications (customers), each with FAN_OUT endpoints.
 const APPS = Number(env.BENCH_APPS ?? 10);
@@ -23,7 +24,11 @@ const APPS = Number(env.BENCH_APPS ?? 10);
 const PUBLISH_CONNECTIONS = Number(env.BENCH_PUBLISH_CONNECTIONS ?? 128);
 const LATENCY_RATE = Number(env.BENCH_RATE ?? 1000);
 const LATENCY_SECONDS = Number(env.BENCH_LATENCY_SECONDS ?? 10);
-const RAW_REQUESTS = Number(env.BENCH_RAW_REQUESTS ?? 50_000);
+const RAW_REQUESTS = Number(env.BENCH_RAW_REQUESTS ?? 60_000);
+// The throughput phase alternates raw and Hookrelay in this many rounds (raw, Hookrelay, raw, ...,
+// Hookrelay, raw): on a shared virtual machine the speed moves by 10-50 % within a minute, so
+// both are sampled across the same minute rather than one before the other.
+const ROUNDS = Number(env.BENCH_ROUNDS ?? 5);
 // Unmeasured work before each measured phase, the same for the raw client and for Hookrelay: the
 // figures are those of processes whose code V8 has compiled (a server runs for days; its first
 // seconds of JIT compilation are not its capacity). BENCH_WARMUP=0 measures cold processes.
@@ -65,27 +70,34 @@ async function startReceiver() {
   };
 }
 
-async function rawCeiling(receiver) {
+/**
+ * The raw ceiling's client: the same receiver driven by a bare undici Pool (no Hookrelay), 64
+ * requests at a time. `run(count)` sends `count` requests and returns their seconds and the CPU
+ * of this process meanwhile (client and receiver together).
+ */
+function rawClient(receiver) {
   const pool = new Pool(receiver.url, { connections: 64, pipelining: 1 });
   const body = JSON.stringify({ type: 'order.created', data: { id: 1, amount: 1999, currency: 'EUR' } });
-  const post = async (count) => {
-    let sent = 0;
-    await Promise.all(
-      Array.from({ length: 64 }, async () => {
-        while (sent < count) {
-          sent++;
-          const res = await pool.request({ path: '/raw', method: 'POST', headers: { 'content-type': 'application/json' }, body });
-          await res.body.dump();
-        }
-      }),
-    );
+  return {
+    async run(count) {
+      let sent = 0;
+      const started = performance.now();
+      const cpuBefore = process.cpuUsage();
+      await Promise.all(
+        Array.from({ length: 64 }, async () => {
+          while (sent < count) {
+            checkDeadline();
+            sent++;
+            const res = await pool.request({ path: '/raw', method: 'POST', headers: { 'content-type': 'application/json' }, body });
+            await res.body.dump();
+          }
+        }),
+      );
+      const cpu = process.cpuUsage(cpuBefore);
+      return { requests: count, seconds: (performance.now() - started) / 1000, cpuMicros: cpu.user + cpu.system };
+    },
+    close: () => pool.close(),
   };
-  await post(WARMUP);
-  const started = performance.now();
-  await post(RAW_REQUESTS);
-  const seconds = (performance.now() - started) / 1000;
-  await pool.close();
-  return RAW_REQUESTS / seconds;
 }
 
 /** Starts `hookrelay serve` with `env` and extra CLI args; resolves once /health answers. */
@@ -160,16 +172,6 @@ async function deployPostgres(serverUrl, workers) {
   };
 }
 
-/** CPU time (user + system, ms) one process has used so far, from /proc (Linux); NaN if unreadable. */
-function processCpuMs(pid) {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-  } catch {
-    return NaN;
-  }
-}
-
 /** CPU time (ms) the processes have used so far. */
 function serverCpuMs(pids) {
   return pids.reduce((total, pid) => total + processCpuMs(pid), 0);
@@ -204,16 +206,6 @@ function postgresCpuSince(before) {
   let total = 0;
   for (const [pid, ms] of postgresCpuByPid()) total += ms - (before.get(pid) ?? 0);
   return total;
-}
-
-async function freePort() {
-  const { createServer: net } = await import('node:net');
-  return new Promise((resolve) => {
-    const s = net().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** Throughput then latency against one deployment; returns the result object. */
@@ -271,23 +263,37 @@ async function measure(deployment, receiver, raw) {
     };
     await (await publishAll(WARMUP)).delivered;
 
-    // Throughput: publish as fast as the API accepts, count deliveries until all have arrived.
-    const expected = THROUGHPUT_MESSAGES * FAN_OUT;
-    const cpuBefore = { bench: process.cpuUsage(), server: serverCpuMs(deployment.pids), postgres: deployment.postgres ? postgresCpuByPid() : null };
-    const t0 = performance.now();
-    const run = await publishAll(THROUGHPUT_MESSAGES);
-    const publishSeconds = (performance.now() - t0) / 1000;
-    await run.delivered;
-    const totalSeconds = (performance.now() - t0) / 1000;
-    const throughput = expected / totalSeconds;
-    const benchCpu = process.cpuUsage(cpuBefore.bench);
-    const cpuMs = {
-      hookrelay: serverCpuMs(deployment.pids) - cpuBefore.server,
-      bench: (benchCpu.user + benchCpu.system) / 1000,
+    // Throughput: publish as fast as the API accepts, count deliveries until all have arrived; in
+    // ROUNDS slices, each between two slices of the raw client.
+    const perRound = Math.floor(THROUGHPUT_MESSAGES / ROUNDS);
+    const rawPerRound = Math.floor(RAW_REQUESTS / (ROUNDS + 1));
+    const expected = perRound * ROUNDS * FAN_OUT;
+    const rawSlices = [await raw.run(rawPerRound)];
+    const rounds = [];
+    let totalSeconds = 0;
+    let publishSeconds = 0;
+    const cpuMs = { hookrelay: 0, bench: 0, postgres: deployment.postgres ? 0 : null };
+    for (let round = 0; round < ROUNDS; round++) {
+      const cpuBefore = { bench: process.cpuUsage(), server: serverCpuMs(deployment.pids), postgres: deployment.postgres ? postgresCpuByPid() : null };
+      const t0 = performance.now();
+      const run = await publishAll(perRound);
+      publishSeconds += (performance.now() - t0) / 1000;
+      await run.delivered;
+      const seconds = (performance.now() - t0) / 1000;
+      totalSeconds += seconds;
+      const benchCpu = process.cpuUsage(cpuBefore.bench);
+      cpuMs.hookrelay += serverCpuMs(deployment.pids) - cpuBefore.server;
+      cpuMs.bench += (benchCpu.user + benchCpu.system) / 1000;
       // PostgreSQL's backends, when the server runs on this machine: with it, the CPU per delivery
       // of the whole system, a steadier measure than the rate on a machine shared by all of them.
-      postgres: cpuBefore.postgres && cpuBefore.postgres.size > 0 ? postgresCpuSince(cpuBefore.postgres) : null,
-    };
+      if (cpuMs.postgres !== null) cpuMs.postgres += cpuBefore.postgres.size > 0 ? postgresCpuSince(cpuBefore.postgres) : NaN;
+      rawSlices.push(await raw.run(rawPerRound));
+      const rawAround = (rawSlices[round].requests + rawSlices[round + 1].requests) / (rawSlices[round].seconds + rawSlices[round + 1].seconds);
+      rounds.push({ deliveriesPerSec: Math.round((perRound * FAN_OUT) / seconds), rawPerSec: Math.round(rawAround), ratio: +((perRound * FAN_OUT) / seconds / rawAround).toFixed(3) });
+    }
+    const throughput = expected / totalSeconds;
+    const rawTotals = rawSlices.reduce((t, r) => ({ requests: t.requests + r.requests, seconds: t.seconds + r.seconds, cpuMicros: t.cpuMicros + r.cpuMicros }), { requests: 0, seconds: 0, cpuMicros: 0 });
+    const rawPerSec = rawTotals.requests / rawTotals.seconds;
     const cpuShare = {
       hookrelayCores: +(cpuMs.hookrelay / 1000 / totalSeconds).toFixed(2),
       benchProcessCores: +(cpuMs.bench / 1000 / totalSeconds).toFixed(2),
@@ -336,15 +342,18 @@ async function measure(deployment, receiver, raw) {
       applications: APPS,
       endpointsPerMessage: FAN_OUT,
       warmup: { messages: WARMUP, rawRequests: WARMUP },
-      rawCeilingReqPerSec: Math.round(raw),
+      rawCeilingReqPerSec: Math.round(rawPerSec),
+      // CPU per request of raw client and receiver together: the machine's speed in these minutes.
+      rawCpuMicrosPerRequest: Math.round(rawTotals.cpuMicros / rawTotals.requests),
       throughput: {
-        messages: THROUGHPUT_MESSAGES,
+        messages: perRound * ROUNDS,
+        rounds,
         deliveries: expected,
         publishSeconds: +publishSeconds.toFixed(2),
-        publishPerSec: Math.round(THROUGHPUT_MESSAGES / publishSeconds),
+        publishPerSec: Math.round((perRound * ROUNDS) / publishSeconds),
         endToEndSeconds: +totalSeconds.toFixed(2),
         deliveriesPerSec: Math.round(throughput),
-        ratioToRawCeiling: +(throughput / raw).toFixed(3),
+        ratioToRawCeiling: +(throughput / rawPerSec).toFixed(3),
         cpu: cpuShare,
       },
       latency: {
@@ -361,8 +370,8 @@ async function measure(deployment, receiver, raw) {
     };
     console.log(JSON.stringify(result, null, 2));
     console.log(
-      `\n${deployment.label}: raw ceiling ${result.rawCeilingReqPerSec} req/s | end to end ${result.throughput.deliveriesPerSec} deliveries/s ` +
-        `(${(result.throughput.ratioToRawCeiling * 100).toFixed(1)} % of raw) | latency at ${LATENCY_RATE} msg/s: ` +
+      `\n${deployment.label}: raw ceiling ${result.rawCeilingReqPerSec} req/s (${result.rawCpuMicrosPerRequest} µs CPU each) | end to end ${result.throughput.deliveriesPerSec} deliveries/s ` +
+        `(${(result.throughput.ratioToRawCeiling * 100).toFixed(1)} % of raw; by round ${rounds.map((r) => (r.ratio * 100).toFixed(1)).join(' / ')} %) | latency at ${LATENCY_RATE} msg/s: ` +
         `p50 ${result.latency.p50Ms} ms, p90 ${result.latency.p90Ms} ms, p99 ${result.latency.p99Ms} ms ` +
         `(202 after p50 ${result.latency.publishAcknowledgedP50Ms} ms, p99 ${result.latency.publishAcknowledgedP99Ms} ms) | ` +
         `CPU per delivery: Hookrelay ${cpuShare.hookrelayMicrosPerDelivery} µs` +
@@ -385,16 +394,19 @@ async function main() {
     if (env.BENCH_POSTGRES_URL) {
       for (const workers of (env.BENCH_WORKERS ?? '1,2,4').split(',').map(Number)) modes.push(() => deployPostgres(env.BENCH_POSTGRES_URL, workers));
     }
-    for (const deploy of modes) {
-      // Measured again before each deployment: the ratio compares Hookrelay with what the machine
-      // could do in the same minute (on a shared virtual machine that moves by 10-20 %).
-      const raw = await rawCeiling(receiver);
-      const deployment = await deploy();
-      try {
-        await measure(deployment, receiver, raw);
-      } finally {
-        await deployment.stop();
+    const raw = rawClient(receiver);
+    try {
+      await raw.run(WARMUP);
+      for (const deploy of modes) {
+        const deployment = await deploy();
+        try {
+          await measure(deployment, receiver, raw);
+        } finally {
+          await deployment.stop();
+        }
       }
+    } finally {
+      await raw.close();
     }
   } finally {
     await receiver.close();
