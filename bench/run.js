@@ -1,5 +1,5 @@
 // Hookrelay end-to-end benchmark. Starts `hookrelay serve` as a child process on a fresh SQLite
-// file, a receiver on 127.0.0.1 in this process, and measures:
+// file, a receiver on 127.0.0.1 (bench/receiver.js) in this process, and measures:
 //   1. throughput: N messages published through the API as fast as it takes them, deliveries/s
 //      from the first publish to the last delivery, in rounds that alternate with
 //   2. the raw ceiling: the same receiver driven by a bare undici Pool (no Hookrelay);
@@ -7,13 +7,13 @@
 // Every loop is bounded in count and time; all traffic stays on 127.0.0.1.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:http';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { freePort, processCpuMs } from './processes.js';
+import { startInlineReceiver, startReceiverProcess } from './receiver.js';
 
 const env = process.env;
 const THROUGHPUT_MESSAGES = Number(env.BENCH_MESSAGES ?? 50_000);
@@ -34,6 +34,9 @@ const ROUNDS = Number(env.BENCH_ROUNDS ?? 5);
 // seconds of JIT compilation are not its capacity). BENCH_WARMUP=0 measures cold processes.
 const WARMUP = Number(env.BENCH_WARMUP ?? 10_000);
 const SYNC_COMMIT = env.BENCH_SYNC_COMMIT === 'true';
+// The receiver runs in this process, beside the load generator, unless BENCH_RECEIVER=process puts
+// it in a process of its own (bench/receiver.js; docs/benchmarks.md, session 7, compares the two).
+const INLINE_RECEIVER = env.BENCH_RECEIVER !== 'process';
 const TIME_LIMIT_MS = 180_000;
 const CLI = fileURLToPath(new URL('../packages/hookrelay/dist/src/cli/main.js', import.meta.url));
 const TOKEN = 'bench-token';
@@ -48,32 +51,10 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-async function startReceiver() {
-  let onDelivery = () => {};
-  const server = createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      res.writeHead(200, { 'content-length': '2' });
-      res.end('ok');
-      onDelivery(req, chunks);
-    });
-  });
-  server.keepAliveTimeout = 60_000;
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    set onDelivery(fn) {
-      onDelivery = fn;
-    },
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }),
-  };
-}
-
 /**
  * The raw ceiling's client: the same receiver driven by a bare undici Pool (no Hookrelay), 64
  * requests at a time. `run(count)` sends `count` requests and returns their seconds and the CPU
- * of this process meanwhile (client and receiver together).
+ * used meanwhile by this process and by the receiver's (client and receiver together).
  */
 function rawClient(receiver) {
   const pool = new Pool(receiver.url, { connections: 64, pipelining: 1 });
@@ -83,6 +64,7 @@ function rawClient(receiver) {
       let sent = 0;
       const started = performance.now();
       const cpuBefore = process.cpuUsage();
+      const receiverCpuBefore = receiver.cpuMs();
       await Promise.all(
         Array.from({ length: 64 }, async () => {
           while (sent < count) {
@@ -94,7 +76,8 @@ function rawClient(receiver) {
         }),
       );
       const cpu = process.cpuUsage(cpuBefore);
-      return { requests: count, seconds: (performance.now() - started) / 1000, cpuMicros: cpu.user + cpu.system };
+      const receiverCpuMs = receiverCpuBefore === null ? 0 : receiver.cpuMs() - receiverCpuBefore;
+      return { requests: count, seconds: (performance.now() - started) / 1000, cpuMicros: cpu.user + cpu.system + receiverCpuMs * 1000 };
     },
     close: () => pool.close(),
   };
@@ -240,13 +223,7 @@ async function measure(deployment, receiver, raw) {
     let published = 0;
     const publishAll = async (messages) => {
       const expectedDeliveries = messages * FAN_OUT;
-      let arrived = 0;
-      let allArrived;
-      const delivered = new Promise((resolve) => (allArrived = resolve));
-      if (expectedDeliveries === 0) allArrived();
-      receiver.onDelivery = () => {
-        if (++arrived === expectedDeliveries) allArrived();
-      };
+      const delivered = receiver.expect(expectedDeliveries);
       const last = published + messages;
       await Promise.all(
         Array.from({ length: PUBLISH_CONNECTIONS }, async () => {
@@ -257,9 +234,10 @@ async function measure(deployment, receiver, raw) {
           }
         }),
       );
-      return {
-        delivered: Promise.race([delivered, new Promise((_, reject) => setTimeout(() => reject(new Error(`only ${arrived}/${expectedDeliveries} delivered`)), Math.max(1, deadline - Date.now())).unref())]),
-      };
+      const timedOut = new Promise((_, reject) =>
+        setTimeout(async () => reject(new Error(`only ${await receiver.arrivedSoFar()}/${expectedDeliveries} delivered`)), Math.max(1, deadline - Date.now())).unref(),
+      );
+      return { delivered: Promise.race([delivered, timedOut]) };
     };
     await (await publishAll(WARMUP)).delivered;
 
@@ -274,7 +252,7 @@ async function measure(deployment, receiver, raw) {
     let publishSeconds = 0;
     const cpuMs = { hookrelay: 0, bench: 0, postgres: deployment.postgres ? 0 : null };
     for (let round = 0; round < ROUNDS; round++) {
-      const cpuBefore = { bench: process.cpuUsage(), server: serverCpuMs(deployment.pids), postgres: deployment.postgres ? postgresCpuByPid() : null };
+      const cpuBefore = { bench: process.cpuUsage(), receiver: receiver.cpuMs(), server: serverCpuMs(deployment.pids), postgres: deployment.postgres ? postgresCpuByPid() : null };
       const t0 = performance.now();
       const run = await publishAll(perRound);
       publishSeconds += (performance.now() - t0) / 1000;
@@ -283,7 +261,8 @@ async function measure(deployment, receiver, raw) {
       totalSeconds += seconds;
       const benchCpu = process.cpuUsage(cpuBefore.bench);
       cpuMs.hookrelay += serverCpuMs(deployment.pids) - cpuBefore.server;
-      cpuMs.bench += (benchCpu.user + benchCpu.system) / 1000;
+      // The load generator and the receiver (in this process, or in its own).
+      cpuMs.bench += (benchCpu.user + benchCpu.system) / 1000 + (cpuBefore.receiver === null ? 0 : receiver.cpuMs() - cpuBefore.receiver);
       // PostgreSQL's backends, when the server runs on this machine: with it, the CPU per delivery
       // of the whole system, a steadier measure than the rate on a machine shared by all of them.
       if (cpuMs.postgres !== null) cpuMs.postgres += cpuBefore.postgres.size > 0 ? postgresCpuSince(cpuBefore.postgres) : NaN;
@@ -302,20 +281,13 @@ async function measure(deployment, receiver, raw) {
       ...(cpuMs.postgres === null ? {} : { postgresMicrosPerDelivery: Math.round((cpuMs.postgres * 1000) / expected) }),
     };
 
-    // Latency at a fixed offered rate: each publish is timed from just before the request.
+    // Latency at a fixed offered rate: each publish is timed from just before the request to the
+    // message's arrival at the receiver, both in epoch milliseconds (the receiver may be another process).
+    const epochMs = () => performance.timeOrigin + performance.now();
     const sentAt = new Map();
-    const latencies = [];
     const latencyMessages = LATENCY_RATE * LATENCY_SECONDS;
-    let latencyDone;
-    const latencyFinished = new Promise((resolve) => (latencyDone = resolve));
-    receiver.onDelivery = (req, chunks) => {
-      const id = JSON.parse(Buffer.concat(chunks).toString()).seq;
-      const started = sentAt.get(id);
-      if (started !== undefined) {
-        latencies.push(performance.now() - started);
-        if (latencies.length === latencyMessages * FAN_OUT) latencyDone();
-      }
-    };
+    await receiver.recordArrivals();
+    const latencyFinished = receiver.expect(latencyMessages * FAN_OUT);
     const intervalMs = 1000 / LATENCY_RATE;
     const l0 = performance.now();
     const inflight = [];
@@ -327,12 +299,13 @@ async function measure(deployment, receiver, raw) {
       const wait = due - performance.now();
       if (wait > 1) await new Promise((r) => setTimeout(r, wait));
       const started = performance.now();
-      sentAt.set(seq, started);
+      sentAt.set(seq, epochMs());
       inflight.push(publish(publishPath(seq), { eventType: 'order.created', payload: { seq } }).then(() => acknowledged.push(performance.now() - started)));
     }
     await Promise.all(inflight);
     const offeredSeconds = (performance.now() - l0) / 1000;
     await Promise.race([latencyFinished, new Promise((_, reject) => setTimeout(() => reject(new Error('latency run did not finish')), Math.max(1, deadline - Date.now())).unref())]);
+    const latencies = (await receiver.takeArrivals()).filter(([seq]) => sentAt.has(seq)).map(([seq, arrivedAt]) => arrivedAt - sentAt.get(seq));
     latencies.sort((a, b) => a - b);
     acknowledged.sort((a, b) => a - b);
 
@@ -385,7 +358,7 @@ async function measure(deployment, receiver, raw) {
 }
 
 async function main() {
-  const receiver = await startReceiver();
+  const receiver = INLINE_RECEIVER ? await startInlineReceiver() : await startReceiverProcess();
   try {
     // BENCH_SQLITE=false leaves the embedded mode out (to measure the PostgreSQL modes alone).
     const modes = env.BENCH_SQLITE === 'false' ? [] : [() => deploySqlite()];
