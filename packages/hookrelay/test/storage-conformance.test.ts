@@ -247,6 +247,52 @@ for (const engine of TEST_ENGINES) describe(`storage conformance (${engine})`, (
     assert.ok(target.validUntil > Date.now() && target.validUntil <= Date.now() + 60_000);
   });
 
+  it("a claim brings each message's content (null once expunged) and its endpoint's version", async () => {
+    const t0 = 1_000_000_500_000;
+    const { appId, endpointIds } = await backlogOf(1, 2, t0);
+    const endpoint = (await storage.endpoints.find(appId, endpointIds[0]!))!;
+    const messages = (await storage.messages.list(appId, { limit: 10 }, {})).data;
+    assert.equal(messages.length, 2);
+    const expunged = messages.find((m) => m.createdAt === t0 + 1)!;
+    const kept = messages.find((m) => m.createdAt === t0)!;
+    assert.ok(await storage.messages.expungeContent(appId, expunged.id, t0));
+    const claims = await drain(storage, t0 + 10);
+    assert.deepEqual(claims.map((c) => c.msgId).sort(), [kept.id, expunged.id].sort());
+    for (const claim of claims) assert.equal(claim.endpointUpdatedAt, endpoint.updatedAt);
+    assert.deepEqual(claims.find((c) => c.msgId === kept.id)!.content, { payload: '{"n":1}', createdAt: t0 });
+    assert.equal(claims.find((c) => c.msgId === expunged.id)!.content, null);
+    await storage.applications.delete(appId);
+  });
+
+  it("every change to an endpoint gives it a new version (updatedAt), also within one millisecond", async (t) => {
+    const app = await storage.applications.create({ name: 'versions', uid: null, rateLimit: null, metadata: {} });
+    // Dispatchers reuse a cached target while a delivery carries its version: two changes in one
+    // millisecond with the same updatedAt would leave the first one's target in use.
+    t.mock.timers.enable({ apis: ['Date'], now: 1_900_000_000_000 });
+    const created = await storage.endpoints.create(app.id, ENDPOINT, {}, generateEndpointSecret());
+    const versions = [created.updatedAt];
+    versions.push((await storage.endpoints.update(app.id, created.id, { ...ENDPOINT, url: 'https://example.com/v2' })).updatedAt);
+    versions.push((await storage.endpoints.setHeaders(app.id, created.id, { 'x-v': '3' })).updatedAt);
+    await storage.endpoints.rotateSecret(created.id, generateEndpointSecret(), 1_000);
+    versions.push((await storage.endpoints.find(app.id, created.id))!.updatedAt);
+    // Failure tracking disabling it is a change too.
+    const [claim] = await storage.deliveries.claimDue(Date.now(), LEASE_MS, 10, 10, []).then(async (none) => {
+      assert.equal(none.length, 0);
+      await storage.ingest.acceptBatch([{ message: message(app.id, Date.now()), idempotency: null }], (eps) => eps);
+      return storage.deliveries.claimDue(Date.now(), LEASE_MS, 10, 10, []);
+    });
+    const failed = outcome(claim!, Date.now());
+    const { disabledEndpoints } = await storage.deliveries.complete([{ ...failed, health: 'failure', attempt: { ...failed.attempt, status: DeliveryStatus.Fail, responseStatusCode: 500 } }], { disableAfterMs: 0 });
+    assert.deepEqual(disabledEndpoints, [created.id]);
+    const disabled = (await storage.endpoints.find(app.id, created.id))!;
+    assert.equal(disabled.disabled, true);
+    versions.push(disabled.updatedAt);
+    assert.equal(Date.now(), 1_900_000_000_000, 'the clock stood still throughout');
+    assert.deepEqual(versions, [0, 1, 2, 3, 4].map((i) => 1_900_000_000_000 + i));
+    t.mock.timers.reset();
+    await storage.applications.delete(app.id);
+  });
+
   it('timestamps, counts and ids come back as numbers, flags as booleans', async () => {
     const app = await storage.applications.create({ name: 'types', uid: 'types-app', rateLimit: 5, metadata: { a: 'b' } });
     const found = await storage.applications.find('types-app');

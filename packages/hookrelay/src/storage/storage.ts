@@ -136,7 +136,7 @@ export interface ClaimedDelivery {
   attempts: number;
   triggerType: TriggerType;
   /**
-   * Set by engines whose claim reads them in the same round trip (PostgreSQL): the message's
+   * Set by engines whose claim reads them in the same round trip (both engines): the message's
    * content (null when it was expunged or deleted) and the endpoint's updatedAt, against which a
    * dispatcher's cached target is checked. Absent: loadContext reads them.
    */

@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { DeliveryStatus } from '../models.js';
 import type { Attempt } from '../models.js';
 import type { ClaimedDelivery, DeliveryOutcome, HealthPolicy, PerEndpointCap, SharedEndpointCap } from '../storage.js';
-import { claimedFromRow, KyselyDeliveryStore } from '../stores/delivery-store.js';
+import { claimedFromRow, KyselyDeliveryStore, withClaimContext } from '../stores/delivery-store.js';
 import { planHealthWrites, recordEndpointHealth, recoveringEndpoints, summarizeStreaks } from '../stores/endpoint-health-store.js';
 
 /**
@@ -69,9 +69,7 @@ export class PostgresDeliveryStore extends KyselyDeliveryStore {
         continue;
       }
       const claim = claimedFromRow({ id: row.delivery_id!, msg_id: row.msg_id!, app_id: row.app_id!, endpoint_id: row.endpoint_id!, attempts: row.attempts!, trigger_type: row.trigger_type! }, leaseToken);
-      claim.content = row.payload === null ? null : { payload: row.payload, createdAt: row.msg_created_at! };
-      claim.endpointUpdatedAt = row.endpoint_updated_at!;
-      claims.push(claim);
+      claims.push(withClaimContext(claim, row));
     }
     return claims;
   }

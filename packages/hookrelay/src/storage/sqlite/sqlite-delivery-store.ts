@@ -4,7 +4,7 @@ import type { Database } from '../db-schema.js';
 import { DeliveryStatus } from '../models.js';
 import { capOf, type ClaimedDelivery, type DeliveryOutcome, type HealthPolicy, type PerEndpointCap } from '../storage.js';
 import type { SecretBox } from '../../secrets/secret-box.js';
-import { claimedFromRow, KyselyDeliveryStore, type LeasedRow } from '../stores/delivery-store.js';
+import { claimedFromRow, KyselyDeliveryStore, withClaimContext, type ClaimContextColumns, type LeasedRow } from '../stores/delivery-store.js';
 import { recordEndpointHealthSync } from './sqlite-endpoint-health.js';
 import type { SqliteHotPath } from './sqlite-hot-path.js';
 
@@ -14,9 +14,17 @@ const INSERT_ATTEMPT =
 const RESCHEDULE = 'UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?, lease_token = NULL, updated_at = ? WHERE id = ? AND lease_token = ?';
 /** Finished (delivered, or failed for good): out of the due index. */
 const FINISH = 'UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = NULL, lease_token = NULL, updated_at = ? WHERE id = ? AND lease_token = ?';
-/** A claim's lease on one picked row, if it is still due. */
+/**
+ * A claim's lease on one picked row, if it is still due, with what sending it needs that the
+ * dispatcher's target cache does not hold: the message's content (null when expunged or deleted)
+ * and the endpoint's updatedAt to check that cache against. Read here, by primary key, they cost
+ * no extra statements: loading them per claim afterwards was three more queries through Kysely.
+ */
 const LEASE = `UPDATE deliveries SET next_attempt_at = ?, lease_token = ?, updated_at = ? WHERE id = ? AND status = ${DeliveryStatus.Pending} AND next_attempt_at <= ?
-  RETURNING id, msg_id, app_id, endpoint_id, attempts, trigger_type`;
+  RETURNING id, msg_id, app_id, endpoint_id, attempts, trigger_type,
+    (SELECT m.payload FROM messages m WHERE m.id = deliveries.msg_id AND m.expunged_at IS NULL) AS payload,
+    (SELECT m.created_at FROM messages m WHERE m.id = deliveries.msg_id) AS msg_created_at,
+    (SELECT e.updated_at FROM endpoints e WHERE e.id = deliveries.endpoint_id) AS endpoint_updated_at`;
 
 /** How many due rows a claim looks at per row it may take, so per-endpoint caps can still fill a batch. */
 const SCAN_FACTOR = 4;
@@ -142,8 +150,8 @@ export class SqliteDeliveryStore extends KyselyDeliveryStore {
       const lease = this.#sqlite.statement(LEASE);
       const claimed: ClaimedDelivery[] = [];
       for (const id of picked) {
-        const row = lease.get(now + leaseMs, leaseToken, now, id, now) as LeasedRow | undefined;
-        if (row) claimed.push(claimedFromRow(row, leaseToken));
+        const row = lease.get(now + leaseMs, leaseToken, now, id, now) as (LeasedRow & ClaimContextColumns) | undefined;
+        if (row) claimed.push(withClaimContext(claimedFromRow(row, leaseToken), row));
       }
       return claimed;
     });

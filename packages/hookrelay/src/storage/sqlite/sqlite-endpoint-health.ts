@@ -1,6 +1,7 @@
 import type { DeliveryOutcome, HealthPolicy } from '../storage.js';
 import { planHealthWrites, recoveringEndpoints, streakRow, summarizeStreaks } from '../stores/endpoint-health-store.js';
 import type { SqliteHotPath } from './sqlite-hot-path.js';
+import { NEXT_ENDPOINT_VERSION_SQL } from '../stores/endpoint-version.js';
 
 const IN_STREAK = 'SELECT 1 FROM endpoint_health WHERE endpoint_id = ? AND consecutive_failures > 0';
 const RECOVER = 'UPDATE endpoint_health SET consecutive_failures = 0, failing_since = NULL, recovered_at = ? WHERE endpoint_id = ? AND consecutive_failures > 0';
@@ -13,7 +14,7 @@ const EXTEND = `INSERT INTO endpoint_health (endpoint_id, consecutive_failures, 
   ON CONFLICT (endpoint_id) DO UPDATE SET consecutive_failures = endpoint_health.consecutive_failures + excluded.consecutive_failures,
     failing_since = COALESCE(endpoint_health.failing_since, excluded.failing_since), last_failure_at = excluded.last_failure_at, last_failure_code = excluded.last_failure_code`;
 const DUE_TO_DISABLE = 'SELECT 1 FROM endpoint_health WHERE endpoint_id = ? AND failing_since <= ? AND disabled_at IS NULL';
-const DISABLE_ENDPOINT = 'UPDATE endpoints SET disabled = 1, updated_at = ? WHERE id = ? AND disabled = 0';
+const DISABLE_ENDPOINT = `UPDATE endpoints SET disabled = 1, updated_at = ${NEXT_ENDPOINT_VERSION_SQL} WHERE id = ? AND disabled = 0`;
 const MARK_DISABLED = 'UPDATE endpoint_health SET disabled_at = ? WHERE endpoint_id = ?';
 
 /**
@@ -41,7 +42,7 @@ export function recordEndpointHealthSync(sqlite: SqliteHotPath, outcomes: readon
   const disabled = failing.filter((id) => sqlite.statement(DUE_TO_DISABLE).get(id, now - policy.disableAfterMs!) !== undefined);
   for (const id of disabled) {
     // updated_at changes so that the dispatcher's cached target sees the endpoint as disabled.
-    sqlite.statement(DISABLE_ENDPOINT).run(now, id);
+    sqlite.statement(DISABLE_ENDPOINT).run(now, now, id);
     sqlite.statement(MARK_DISABLED).run(now, id);
   }
   return disabled;

@@ -8,6 +8,25 @@ import { rateLimitBurst } from '../../core/rate-limit.js';
 /** The columns a lease returns for each row it took. */
 export type LeasedRow = Pick<Selectable<DeliveryRow>, 'id' | 'msg_id' | 'app_id' | 'endpoint_id' | 'attempts' | 'trigger_type'>;
 
+/** What a claim can read in the same statement as its lease (ClaimedDelivery.content, endpointUpdatedAt). */
+export interface ClaimContextColumns {
+  /** Null when the message's content was expunged (or the message is gone). */
+  payload: string | null;
+  msg_created_at: number | string | null;
+  endpoint_updated_at: number | string | null;
+}
+
+/**
+ * Sets what the claim read alongside its lease on `claim`. An endpoint without an updatedAt (gone,
+ * which its deliveries' foreign key should have prevented) leaves it unset, so the dispatcher
+ * reads the batch's context afresh rather than trust a cached target.
+ */
+export function withClaimContext(claim: ClaimedDelivery, row: ClaimContextColumns): ClaimedDelivery {
+  claim.content = row.payload === null || row.msg_created_at === null ? null : { payload: row.payload, createdAt: Number(row.msg_created_at) };
+  if (row.endpoint_updated_at !== null) claim.endpointUpdatedAt = Number(row.endpoint_updated_at);
+  return claim;
+}
+
 export function claimedFromRow(row: LeasedRow, leaseToken: string): ClaimedDelivery {
   return {
     deliveryId: Number(row.id),

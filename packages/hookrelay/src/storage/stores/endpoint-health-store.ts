@@ -1,6 +1,7 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../db-schema.js';
 import type { DeliveryOutcome, EndpointHealth, HealthPolicy } from '../storage.js';
+import { nextEndpointVersion } from './endpoint-version.js';
 
 /** What one batch of outcomes says about one endpoint, in the order the attempts were made. */
 export interface BatchStreak {
@@ -136,7 +137,7 @@ export async function recordEndpointHealth(trx: Transaction<Database>, outcomes:
   if (due.length === 0) return [];
   const ids = due.map((r) => r.endpoint_id);
   // updated_at changes so that dispatchers' cached targets see the endpoint as disabled.
-  await trx.updateTable('endpoints').set({ disabled: 1, updated_at: now }).where('id', 'in', ids).where('disabled', '=', 0).execute();
+  await trx.updateTable('endpoints').set({ disabled: 1, updated_at: nextEndpointVersion(now) }).where('id', 'in', ids).where('disabled', '=', 0).execute();
   await trx.updateTable('endpoint_health').set({ disabled_at: now }).where('endpoint_id', 'in', ids).execute();
   return ids;
 }

@@ -9,6 +9,7 @@ import { clearDisabledStreak, readEndpointHealth } from './endpoint-health-store
 import { mapConstraintErrors } from './constraint-violation.js';
 import { endpointFromRow } from './endpoint-row.js';
 import { applyPageQuery, paginate } from './paginate.js';
+import { nextEndpointVersion } from './endpoint-version.js';
 
 const UID_TAKEN = 'An endpoint with this uid already exists in this application';
 
@@ -70,7 +71,7 @@ export class KyselyEndpointStore implements EndpointStore {
       () =>
         this.#db
           .updateTable('endpoints')
-          .set({ ...fieldColumns(fields), updated_at: Date.now() })
+          .set({ ...fieldColumns(fields), updated_at: nextEndpointVersion(Date.now()) })
           .where('app_id', '=', appId)
           .where('id', '=', id)
           .returningAll()
@@ -101,7 +102,7 @@ export class KyselyEndpointStore implements EndpointStore {
   async setHeaders(appId: string, id: string, headers: Record<string, string>): Promise<Endpoint> {
     const row = await this.#db
       .updateTable('endpoints')
-      .set({ headers: JSON.stringify(headers), updated_at: Date.now() })
+      .set({ headers: JSON.stringify(headers), updated_at: nextEndpointVersion(Date.now()) })
       .where('app_id', '=', appId)
       .where('id', '=', id)
       .returningAll()
@@ -148,7 +149,7 @@ export class KyselyEndpointStore implements EndpointStore {
           await trx.updateTable('endpoint_secrets').set({ expires_at: now + Math.max(0, graceMs) }).where('endpoint_id', '=', endpointId).where('expires_at', 'is', null).execute();
           await trx.insertInto('endpoint_secrets').values({ endpoint_id: endpointId, key_sealed: sealed, created_at: now, expires_at: null }).execute();
           // Dispatchers cache signing keys per endpoint version (updated_at): a rotation is a change.
-          await trx.updateTable('endpoints').set({ updated_at: now }).where('id', '=', endpointId).execute();
+          await trx.updateTable('endpoints').set({ updated_at: nextEndpointVersion(now) }).where('id', '=', endpointId).execute();
         }),
       'Secret rotation conflicted with another write',
       'Endpoint',
