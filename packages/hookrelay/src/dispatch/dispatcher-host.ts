@@ -6,6 +6,11 @@ import { startDispatcher } from './start-dispatcher.js';
 import type { FromHost, ToHost } from './thread-messages.js';
 import type { DeliveryHandoff } from '../ingest/delivery-handoff.js';
 
+/** A cap's worth started and a cap's worth waiting (Dispatcher #canStartOrWait). */
+function handoffEndpointLimit(config: HookrelayConfig): number {
+  return 2 * config.endpointConcurrency;
+}
+
 /** What the API side holds of a dispatcher, wherever it runs. */
 export interface DispatcherHandle {
   /** New deliveries were committed: claim them now. Calls within one tick are coalesced. */
@@ -81,6 +86,7 @@ export async function startDispatcherThread(config: HookrelayConfig, masterKey: 
     },
     handoff: {
       leaseMs: config.leaseMs,
+      endpointLimit: handoffEndpointLimit(config),
       accepts: (endpointId) => !exited && !stopping && !full && !saturated.has(endpointId),
       handOff: (deliveries) => post({ type: 'handoff', deliveries }),
     },
@@ -109,10 +115,12 @@ export async function startDispatcherThread(config: HookrelayConfig, masterKey: 
 export function startDispatcherInProcess(config: HookrelayConfig, storage: Storage, logger: Logger): DispatcherHandle {
   const running = startDispatcher(config, storage, logger);
   let stopping = false;
+  let stopped: Promise<void> | null = null;
   return {
     wake: () => running.dispatcher.wake(),
     handoff: {
       leaseMs: config.leaseMs,
+      endpointLimit: handoffEndpointLimit(config),
       accepts: (endpointId) => running.dispatcher.accepts(endpointId),
       handOff: (deliveries) => {
         running.dispatcher.acceptHandoff(deliveries).catch((error: unknown) => logger.error({ err: error }, 'taking handed-off deliveries failed'));
@@ -120,9 +128,10 @@ export function startDispatcherInProcess(config: HookrelayConfig, storage: Stora
     },
     metricsJson: () => running.registry.getMetricsAsJSON(),
     isRunning: () => !stopping,
+    // Idempotent: a second stop() waits for the first instead of closing the sender twice.
     stop: () => {
       stopping = true;
-      return running.stop();
+      return (stopped ??= running.stop());
     },
   };
 }

@@ -17,6 +17,12 @@ export interface DispatcherOptions {
   logger: Logger;
   retryScheduleMs: readonly number[];
   leaseMs: number;
+  /**
+   * The longest one request can take (HOOKRELAY_REQUEST_TIMEOUT). A delivery waiting in memory is
+   * started only while its lease still covers that and the outcome's write: otherwise its lease
+   * could lapse mid-request and another claim send it again.
+   */
+  requestTimeoutMs?: number;
   /** Requests in flight at most, over all endpoints. */
   maxInFlight: number;
   /** Requests in flight to one endpoint at most: a hanging endpoint holds only this many slots. */
@@ -38,6 +44,8 @@ interface Job {
   claim: ClaimedDelivery;
   context: DeliveryContext;
   leaseUntil: number;
+  /** It waited in memory for a slot: its endpoint may have changed meanwhile (#currentTarget). */
+  queued?: boolean;
 }
 
 /** Fewer free slots than this and the loop waits for sends to finish before claiming again. */
@@ -56,6 +64,12 @@ const OUTCOME_FLUSH_MS = 20;
  * stall the claim loop.
  */
 const OUTCOME_FLUSH_MAX = 500;
+/**
+ * A delivery that waited in memory re-reads its endpoint's target (URL, headers, keys, disabled,
+ * deleted) before it is sent, at most this often per endpoint: a queue builds when an endpoint is
+ * slow, which is when its owner re-points or disables it.
+ */
+const TARGET_RECHECK_MS = 1_000;
 /** Longest wait between claim retries while claims fail (the database is away). */
 const CLAIM_RETRY_MAX_MS = 5_000;
 
@@ -83,6 +97,10 @@ export class Dispatcher {
   #flushScheduled = false;
   #flushTimer: NodeJS.Timeout | undefined;
   readonly #flushAt: number;
+  /** Lease a waiting delivery must have left to be started (see DispatcherOptions.requestTimeoutMs). */
+  readonly #startMarginMs: number;
+  /** Handoffs being taken (their targets loading): stop() waits for them. */
+  readonly #takingHandoffs = new Set<Promise<void>>();
   #flushing: Promise<void> = Promise.resolve();
   #wakeUp: (() => void) | null = null;
   #woken = false;
@@ -100,6 +118,11 @@ export class Dispatcher {
   /** What the last claim said of the next due time, when its engine says it (SharedEndpointCap.nextDueAt). */
   #nextDueFromClaim: number | null | undefined;
   #slotsExhausted = false;
+  /** When each endpoint's target was last re-read for waiting deliveries, and the re-reads under way. */
+  readonly #targetCheckedAt = new Map<string, number>();
+  readonly #targetChecks = new Map<string, Promise<void>>();
+  /** Endpoints a re-read found deleted: what waited for them is refused, not sent. */
+  readonly #deletedEndpoints = new Set<string>();
   /** Claims failed in a row: the retry waits longer each time, up to CLAIM_RETRY_MAX_MS. */
   #claimFailures = 0;
   /** Rate-limited endpoints this dispatcher leaves alone until their tokens have refilled. */
@@ -111,6 +134,9 @@ export class Dispatcher {
     this.#o = options;
     this.#idlePollMs = options.idlePollMs ?? 1_000;
     this.#flushAt = Math.max(1, Math.min(OUTCOME_FLUSH_MAX, options.maxInFlight));
+    // The request, the outcome's batching delay, and a second for its write; but never more than
+    // half the lease, or a lease barely longer than the timeout would leave nothing able to wait.
+    this.#startMarginMs = Math.min((options.requestTimeoutMs ?? options.leaseMs / 4) + OUTCOME_FLUSH_MS + 1_000, options.leaseMs / 2);
   }
 
   start(): void {
@@ -135,6 +161,9 @@ export class Dispatcher {
     this.#running = false;
     this.wake();
     await this.#loopDone;
+    // A handoff whose targets were loading when stop() began starts or releases its deliveries
+    // once loaded (it sees #running false and gives them back): wait for that before releasing.
+    await Promise.allSettled([...this.#takingHandoffs]);
     const unstarted = [...this.#waiting.values()].flat().map((job) => job.claim);
     this.#waiting.clear();
     this.#waitingTotal = 0;
@@ -264,19 +293,45 @@ export class Dispatcher {
    * Deliveries the ingestor wrote already leased to this dispatcher: sent from memory, with no
    * claim query. Endpoint targets come from a cache checked against the endpoint's updatedAt.
    */
-  async acceptHandoff(deliveries: readonly HandedOffDelivery[]): Promise<void> {
-    if (!this.#running) {
-      await this.#o.storage.deliveries.release(deliveries.map((d) => ({ deliveryId: d.deliveryId, leaseToken: d.leaseToken })));
-      return;
-    }
+  acceptHandoff(deliveries: readonly HandedOffDelivery[]): Promise<void> {
+    const taking = this.#takeHandoff(deliveries);
+    this.#takingHandoffs.add(taking);
+    return taking.finally(() => this.#takingHandoffs.delete(taking));
+  }
+
+  async #takeHandoff(deliveries: readonly HandedOffDelivery[]): Promise<void> {
+    const giveBack = (ds: readonly HandedOffDelivery[]) => this.#o.storage.deliveries.release(ds.map((d) => ({ deliveryId: d.deliveryId, leaseToken: d.leaseToken })));
+    if (!this.#running) return giveBack(deliveries);
     const now = Date.now();
     const endpoints = await this.#targetsFor(deliveries, now);
+    // stop() may have begun while the targets loaded: it has released what was waiting, so these
+    // go back too rather than start (or wait) after it.
+    if (!this.#running) return giveBack(deliveries);
     const context: DeliveryContext = { messages: new Map(), endpoints };
     for (const d of deliveries) context.messages.set(d.msgId, { payload: d.payload, createdAt: d.createdAt });
+    const overflow: HandedOffDelivery[] = [];
     for (const d of deliveries) {
+      // The ingestor admits a group's deliveries against what it last heard of this dispatcher's
+      // capacity, which lags (another thread) and, within one group, does not see the group's own
+      // earlier admissions. What cannot start now waits only if there is room to wait; the rest is
+      // given back to the database, due now, for the claim loop.
+      if (!this.#canStartOrWait(d.endpointId)) {
+        overflow.push(d);
+        continue;
+      }
       const claim: ClaimedDelivery = { deliveryId: d.deliveryId, leaseToken: d.leaseToken, msgId: d.msgId, appId: d.appId, endpointId: d.endpointId, attempts: 0, triggerType: TriggerType.Scheduled };
       this.#startOrQueue({ claim, context, leaseUntil: d.leaseUntil });
     }
+    if (overflow.length > 0) {
+      await giveBack(overflow);
+      this.wake();
+    }
+  }
+
+  /** Room to start a delivery to this endpoint now, or to queue one for it (at most one cap's worth, within maxInFlight). */
+  #canStartOrWait(endpointId: string): boolean {
+    if ((this.#perEndpoint.get(endpointId) ?? 0) < this.#o.endpointConcurrency) return true;
+    return !this.#isFull() && (this.#waiting.get(endpointId)?.length ?? 0) < this.#o.endpointConcurrency;
   }
 
   async #claimAndStart(limit: number): Promise<number> {
@@ -298,8 +353,18 @@ export class Dispatcher {
     const leaseUntil = now + this.#o.leaseMs;
     this.#nextDueFromClaim = shared.nextDueAt;
     if (claims.length === 0) return 0;
-    const context = await this.#contextFor(claims, now);
-    for (const claim of await this.#withinRateLimits(claims, context, now)) this.#startOrQueue({ claim, context, leaseUntil });
+    let startable: ClaimedDelivery[];
+    let context: DeliveryContext;
+    try {
+      context = await this.#contextFor(claims, now);
+      startable = await this.#withinRateLimits(claims, context, now);
+    } catch (error) {
+      // The rows are leased already: give them back (best effort) so that they do not wait out
+      // the lease because a read after the claim failed.
+      await this.#o.storage.deliveries.release(claims).catch(() => undefined);
+      throw error;
+    }
+    for (const claim of startable) this.#startOrQueue({ claim, context, leaseUntil });
     return claims.length;
   }
 
@@ -350,6 +415,7 @@ export class Dispatcher {
     const active = this.#perEndpoint.get(endpointId) ?? 0;
     if (active >= this.#o.endpointConcurrency) {
       const queue = this.#waiting.get(endpointId) ?? [];
+      job.queued = true;
       queue.push(job);
       this.#waiting.set(endpointId, queue);
       this.#waitingTotal++;
@@ -371,9 +437,10 @@ export class Dispatcher {
     else this.#perEndpoint.set(endpointId, remaining);
     const queue = this.#waiting.get(endpointId);
     let next = queue?.shift();
-    // A job that waited until its lease is nearly over is left to lapse: a claim will take it
-    // afresh, rather than this dispatcher sending it just as another one may claim it.
-    while (next && Date.now() > next.leaseUntil - this.#o.leaseMs / 4) {
+    // A job whose lease no longer covers a whole request and its outcome's write is left to
+    // lapse: a claim will take it afresh, rather than this dispatcher sending it while the lease
+    // runs out and another claim sends it again.
+    while (next && next.leaseUntil - Date.now() < this.#startMarginMs) {
       this.#waitingTotal--;
       next = queue?.shift();
     }
@@ -387,9 +454,10 @@ export class Dispatcher {
     }
   }
 
-  async #deliver({ claim, context }: Job): Promise<void> {
+  async #deliver({ claim, context, queued }: Job): Promise<void> {
     const message = context.messages.get(claim.msgId);
-    const target = context.endpoints.get(claim.endpointId);
+    const known = context.endpoints.get(claim.endpointId);
+    const target = queued ? await this.#currentTarget(claim.endpointId, known) : known;
     const startedAt = Date.now();
     const refusal = this.#refusal(message, target);
     if (refusal || !message || !target) {
@@ -408,6 +476,43 @@ export class Dispatcher {
     });
     const result = await this.#o.sender.send(target.url, headers, message.payload);
     this.#record(claim, target.url, result, message.createdAt, true);
+  }
+
+  /**
+   * The target a delivery that waited in memory is sent with: re-read from the database if that
+   * was not done in the last TARGET_RECHECK_MS (one read per endpoint at a time), then the newest
+   * version known. Undefined when the endpoint was deleted. A failed re-read keeps what is known.
+   */
+  async #currentTarget(endpointId: string, known: DeliveryTarget | undefined): Promise<DeliveryTarget | undefined> {
+    if (Date.now() - (this.#targetCheckedAt.get(endpointId) ?? 0) >= TARGET_RECHECK_MS) {
+      let check = this.#targetChecks.get(endpointId);
+      if (!check) {
+        check = this.#o.storage.deliveries
+          .loadTargets([endpointId], Date.now())
+          .then(
+            (loaded) => {
+              const fresh = loaded.get(endpointId);
+              if (fresh) this.#targets.set(endpointId, fresh);
+              else {
+                this.#targets.delete(endpointId);
+                if (this.#deletedEndpoints.size > 10_000) this.#deletedEndpoints.clear();
+                this.#deletedEndpoints.add(endpointId);
+              }
+            },
+            (error: unknown) => this.#o.logger.warn({ err: error, endpointId }, 're-reading an endpoint for its waiting deliveries failed; sending with what was read before'),
+          )
+          .finally(() => {
+            if (this.#targetCheckedAt.size > 50_000) this.#targetCheckedAt.clear();
+            this.#targetCheckedAt.set(endpointId, Date.now());
+            this.#targetChecks.delete(endpointId);
+          });
+        this.#targetChecks.set(endpointId, check);
+      }
+      await check;
+    }
+    if (this.#deletedEndpoints.has(endpointId)) return undefined;
+    const cached = this.#targets.get(endpointId);
+    return cached && (!known || cached.updatedAt > known.updatedAt) ? cached : known;
   }
 
   #refusal(message: unknown, target: DeliveryTarget | undefined): { code: string; reason: string } | null {
@@ -435,7 +540,10 @@ export class Dispatcher {
       endpointId: claim.endpointId,
       appId: claim.appId,
       url,
-      status: succeeded ? DeliveryStatus.Success : nextAttemptAt === null ? DeliveryStatus.Fail : DeliveryStatus.Pending,
+      // An attempt is a finished request: it succeeded or failed, as in Svix (whose status filter on
+      // attempt lists finds failed attempts while retries are still to come). Whether the delivery
+      // will be tried again is the delivery's state, not the attempt's.
+      status: succeeded ? DeliveryStatus.Success : DeliveryStatus.Fail,
       responseStatusCode: result.statusCode,
       response: result.body,
       responseDurationMs: result.durationMs,
@@ -481,6 +589,8 @@ export class Dispatcher {
       this.#unsettled -= outcomes.length;
       for (const endpointId of disabledEndpoints) {
         this.#targets.delete(endpointId);
+        // Deliveries waiting for it re-read it (and find it disabled) before they would be sent.
+        this.#targetCheckedAt.delete(endpointId);
         this.#o.metrics.endpointsDisabled.inc();
         this.#o.logger.warn({ endpointId, disableAfterMs: this.#o.disableFailingEndpointsAfterMs }, 'endpoint disabled: every attempt has failed for longer than HOOKRELAY_ENDPOINT_DISABLE_AFTER');
       }

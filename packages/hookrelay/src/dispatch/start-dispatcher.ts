@@ -23,6 +23,7 @@ export function startDispatcher(config: HookrelayConfig, storage: Storage, logge
     logger,
     retryScheduleMs: config.retryScheduleMs,
     leaseMs: config.leaseMs,
+    requestTimeoutMs: config.requestTimeoutMs,
     maxInFlight: config.dispatcherConcurrency,
     endpointConcurrency: config.endpointConcurrency,
     sendSvixHeaders: config.sendSvixHeaders,

@@ -18,6 +18,12 @@ export interface HandedOffDelivery {
 
 export interface DeliveryHandoff {
   readonly leaseMs: number;
+  /**
+   * Deliveries to one endpoint that one group hands over at most: what the dispatcher can start
+   * and queue for it. `accepts` answers from the dispatcher's last report, which does not count the
+   * group's own earlier admissions; the rest of a burst is written pending, for the claim loop.
+   */
+  readonly endpointLimit: number;
   /** Whether the dispatcher would start a delivery to this endpoint now. */
   accepts(endpointId: string): boolean;
   handOff(deliveries: HandedOffDelivery[]): void;

@@ -44,6 +44,22 @@ function hasRateLimit(endpoint: Endpoint): boolean {
   return endpoint.rateLimit !== null && endpoint.rateLimit > 0;
 }
 
+/**
+ * The handoff's admission test for one group: the dispatcher must take the endpoint now, and the
+ * group hands over no more than `endpointLimit` deliveries to it (a burst to one endpoint would
+ * otherwise all be handed over on the strength of one free slot).
+ */
+function admission(handoff: DeliveryHandoff): (endpoint: Endpoint) => boolean {
+  const admitted = new Map<string, number>();
+  return (endpoint) => {
+    if (hasRateLimit(endpoint) || !handoff.accepts(endpoint.id)) return false;
+    const count = admitted.get(endpoint.id) ?? 0;
+    if (count >= handoff.endpointLimit) return false;
+    admitted.set(endpoint.id, count + 1);
+    return true;
+  };
+}
+
 interface Pending {
   item: AcceptItem;
   resolve: (message: Message) => void;
@@ -133,7 +149,7 @@ export class MessageIngestor implements MessageAccepter {
     const stats = { messages: 0, deliveries: 0, pending: 0, groupSize: group.length };
     const handedOff: HandedOffDelivery[] = [];
     const handoff = this.#handoff;
-    const lease: AcceptLease | null = handoff ? { token: randomUUID(), until: Date.now() + handoff.leaseMs, accepts: (endpoint) => !hasRateLimit(endpoint) && handoff.accepts(endpoint.id) } : null;
+    const lease: AcceptLease | null = handoff ? { token: randomUUID(), until: Date.now() + handoff.leaseMs, accepts: admission(handoff) } : null;
     try {
       const outcomes = await this.#storage.ingest.acceptBatch(group.map((p) => p.item), fanOutMessage, lease);
       outcomes.forEach((outcome, i) => {
