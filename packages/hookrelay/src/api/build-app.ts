@@ -10,6 +10,7 @@ import type { Storage } from '../storage/storage.js';
 import type { ApiApp } from './api-app.js';
 import { installAuthentication } from './plugins/authenticate.js';
 import { answerClientError, installErrorHandling, sendApiError, toApiError } from './plugins/error-handler.js';
+import { finiteNumbersAjvPlugin, installFiniteNumbers } from './plugins/finite-numbers.js';
 import { installIdempotency } from './plugins/idempotency.js';
 import { installJsonBodyParser } from './plugins/json-body.js';
 import { installNulInUrlCheck } from './plugins/nul-in-url.js';
@@ -105,7 +106,8 @@ function createBaseApp(deps: OperationsDeps): ApiApp {
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
     bodyLimit: config.maxPayloadBytes,
     // allowUnionTypes: list filters take one value or a repeated parameter (type [string, array]).
-    ajv: { customOptions: { removeAdditional: true, coerceTypes: true, useDefaults: true, allowUnionTypes: true } },
+    // The plugin refuses the ±Infinity that coercion makes of "Infinity" or "1e309" (see finite-numbers.ts).
+    ajv: { customOptions: { removeAdditional: true, coerceTypes: true, useDefaults: true, allowUnionTypes: true }, plugins: [finiteNumbersAjvPlugin] },
     // Malformed URLs never reach the router, the error handler or the hooks: answer them here.
     frameworkErrors: (error, _request, reply) => {
       void sendApiError(reply, toApiError(error));
@@ -117,6 +119,7 @@ function createBaseApp(deps: OperationsDeps): ApiApp {
   const routes = new RouteTable();
   routes.attach(app);
   routeTables.set(app, routes);
+  installFiniteNumbers(app as unknown as FastifyInstance);
 
   // JSON only: without this a text/plain body would be parsed as a string and fail as a 422.
   app.removeContentTypeParser(['text/plain']);

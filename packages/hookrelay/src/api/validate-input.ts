@@ -1,6 +1,7 @@
 import { HookrelayError, type ValidationIssue } from '../core/errors.js';
 import type { IdPrefix } from '../core/ids.js';
-import { isValidEndpointSecret } from '../signing/endpoint-secret.js';
+import { isValidEndpointSecret, SECRET_MAX_BYTES, SECRET_MIN_BYTES } from '../signing/endpoint-secret.js';
+import { LIMITED_PATTERN } from './schemas/common.js';
 
 /**
  * Checks JSON Schema cannot express. Each throws a 422 in Svix's shape with `loc` naming the
@@ -27,7 +28,7 @@ export function checkEndpointUrl(url: string, requireHttps: boolean, loc: string
 /** Svix takes the secret with or without its `whsec_` prefix; it is stored with it. */
 export function normalizeSecret(secret: string, loc: string[]): string {
   const candidate = secret.startsWith('whsec_') ? secret : 'whsec_' + secret;
-  if (!isValidEndpointSecret(candidate)) throw invalid(loc, 'The secret must be whsec_ followed by base64 of 24 to 64 bytes', 'value_error.secret');
+  if (!isValidEndpointSecret(candidate)) throw invalid(loc, `The secret must be whsec_ followed by base64 of ${SECRET_MIN_BYTES} to ${SECRET_MAX_BYTES} bytes`, 'value_error.secret');
   return candidate;
 }
 
@@ -42,6 +43,18 @@ export function parseTimestamp(value: string | undefined, loc: string[]): number
   const millis = Date.parse(value);
   if (Number.isNaN(millis)) throw invalid(loc, 'Expected an ISO 8601 date-time', 'value_error.datetime');
   return millis;
+}
+
+const EVENT_TYPE_NAME = new RegExp(LIMITED_PATTERN);
+
+/** The `event_types` list filter (see EventTypesParam): distinct names, or undefined for none. */
+export function parseEventTypes(raw: string | string[] | undefined): string[] | undefined {
+  if (raw === undefined) return undefined;
+  const names = (Array.isArray(raw) ? raw : [raw]).flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v.length > 0);
+  names.forEach((name, i) => {
+    if (!EVENT_TYPE_NAME.test(name) || name.length > 256) throw invalid(['query', 'event_types', String(i)], 'Not an event type name');
+  });
+  return names.length > 0 ? [...new Set(names)] : undefined;
 }
 
 /** A list iterator must be an id of the listed kind (optionally "-"-prefixed for the page before). */
@@ -107,4 +120,25 @@ export function normalizeHeaders(headers: Record<string, string>): Record<string
 
 export function unique<T>(items: readonly T[] | null | undefined): T[] | null {
   return items ? [...new Set(items)] : null;
+}
+
+/**
+ * An endpoint's event type filter from `filterTypes` or `eventTypes`, Svix's name for the same
+ * field (its OpenAPI says eventTypes, its SDKs send filterTypes): undefined when neither is sent
+ * (a PATCH keeps the filter), null to clear it. Both may be sent only with the same value.
+ */
+export function endpointFilterTypes(body: { filterTypes?: readonly string[] | null | undefined; eventTypes?: readonly string[] | null | undefined }): string[] | null | undefined {
+  const { filterTypes, eventTypes } = body;
+  if (filterTypes !== undefined && eventTypes !== undefined && !sameSet(filterTypes, eventTypes)) {
+    throw invalid(['body', 'eventTypes'], 'eventTypes and filterTypes are two names of one field: send one of them, or both with the same value', 'value_error.conflict');
+  }
+  const chosen = filterTypes !== undefined ? filterTypes : eventTypes;
+  return chosen === undefined ? undefined : unique(chosen);
+}
+
+function sameSet(a: readonly string[] | null, b: readonly string[] | null): boolean {
+  if (a === null || b === null) return a === b;
+  const left = new Set(a);
+  const right = new Set(b);
+  return left.size === right.size && [...left].every((item) => right.has(item));
 }

@@ -102,6 +102,8 @@ export class Dispatcher {
   /** Handoffs being taken (their targets loading): stop() waits for them. */
   readonly #takingHandoffs = new Set<Promise<void>>();
   #flushing: Promise<void> = Promise.resolve();
+  /** Writes of outcomes failed in a row (logged with each failure). */
+  #flushFailures = 0;
   #wakeUp: (() => void) | null = null;
   #woken = false;
   #waitingTotal = 0;
@@ -587,6 +589,8 @@ export class Dispatcher {
     try {
       const { disabledEndpoints } = await this.#o.storage.deliveries.complete(outcomes, { disableAfterMs: this.#o.disableFailingEndpointsAfterMs ?? null });
       this.#unsettled -= outcomes.length;
+      if (this.#flushFailures > 0) this.#o.logger.info({ count: outcomes.length, failedWrites: this.#flushFailures }, 'recording attempts succeeded again');
+      this.#flushFailures = 0;
       for (const endpointId of disabledEndpoints) {
         this.#targets.delete(endpointId);
         // Deliveries waiting for it re-read it (and find it disabled) before they would be sent.
@@ -601,8 +605,12 @@ export class Dispatcher {
       this.#reportFull();
     } catch (error) {
       // The leases still hold these deliveries; when they lapse the deliveries are tried again
-      // (at-least-once). Keep the outcomes for the next flush meanwhile.
-      this.#o.logger.error({ err: error, count: outcomes.length }, 'recording attempts failed; will retry');
+      // (at-least-once). Keep the outcomes for the next flush meanwhile, with those that come
+      // since: the error may have come after the commit, and completing a batch again records
+      // each attempt once (DeliveryStore.complete), so the repeat cannot fail on what is stored.
+      // (err.code in the log: the database's own error code.)
+      this.#flushFailures++;
+      this.#o.logger.error({ err: error, count: outcomes.length, failedWrites: this.#flushFailures }, 'recording attempts failed; will retry');
       this.#outcomes.unshift(...outcomes);
       setTimeout(() => this.#scheduleFlush(), 500).unref();
     }

@@ -95,6 +95,8 @@ export interface EventTypeStore {
 export interface MessageListFilter {
   eventTypes?: string[];
   channel?: string;
+  /** Only messages carrying this tag. */
+  tag?: string;
   /** epoch ms: only messages created before / after. */
   before?: number;
   after?: number;
@@ -104,6 +106,8 @@ export interface MessageStore {
   /** By id (`msg_...`) or by eventId, within the application. */
   find(appId: string, idOrEventId: string): Promise<Message | null>;
   list(appId: string, page: PageRequest, filter: MessageListFilter): Promise<ListPage<Message>>;
+  /** The messages of the application among `ids` (by id only), in no particular order; unknown ids are left out. */
+  findMany(appId: string, ids: readonly string[]): Promise<Message[]>;
   /**
    * Replaces the stored payload with `{}` and marks the message expunged, so no later delivery of
    * it is sent (DeliveryStore.loadContext leaves it out). False when the message is unknown.
@@ -114,9 +118,18 @@ export interface MessageStore {
 
 export interface AttemptListFilter {
   status?: number;
+  /**
+   * Svix's StatusCodeClass: 0 for attempts without a response (status code 0 to 99), otherwise
+   * the first code of a hundred (200: 200 to 299).
+   */
+  statusCodeClass?: number;
   before?: number;
   after?: number;
   endpointId?: string;
+  /** Filters on the attempt's message: its event type is one of these, it has this channel, this tag. */
+  eventTypes?: string[];
+  channel?: string;
+  tag?: string;
 }
 
 export interface AttemptStore {
@@ -297,6 +310,13 @@ export interface DeliveryStore {
   /**
    * Records attempts, moves deliveries on and updates the endpoints' failing streaks, in one
    * transaction; stale leases are ignored. Returns the endpoints that the policy disabled.
+   *
+   * A batch may be completed again after an error, whole or with more outcomes added: the error
+   * may have come after the commit (a lost acknowledgement), so an attempt whose id is stored
+   * already is left as it is and counts toward its endpoint's health no more, and a delivery whose
+   * lease the first call gave up matches nothing. The repeat cannot fail on what the first call
+   * stored, and each attempt is recorded, and counted, once. (Endpoints the first call disabled
+   * are not returned again.)
    */
   complete(outcomes: readonly DeliveryOutcome[], policy: HealthPolicy): Promise<{ disabledEndpoints: string[] }>;
   /** Gives claimed deliveries back, due at once (graceful shutdown). */

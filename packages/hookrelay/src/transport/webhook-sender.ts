@@ -1,4 +1,4 @@
-import { Agent, type Dispatcher } from 'undici';
+import { Agent, errors, type Dispatcher } from 'undici';
 import type { Cidr } from './ssrf/cidr.js';
 import { createGuardedConnector, isSsrfBlocked } from './ssrf/guarded-connector.js';
 
@@ -37,6 +37,9 @@ export class WebhookSender {
 
   constructor(options: WebhookSenderOptions) {
     this.#timeoutMs = options.timeoutMs;
+    // timeoutMs is one deadline for the whole request, kept by ResponseCollector. undici's per-phase
+    // timeouts stay as backstops (they start later, so the deadline fires first); the connect
+    // timeout also ends a socket still connecting at the deadline, which no request holds yet.
     this.#agent = new Agent({
       connect: createGuardedConnector({ allow: options.ssrfAllow, timeoutMs: options.timeoutMs }),
       keepAliveTimeout: 30_000,
@@ -48,7 +51,8 @@ export class WebhookSender {
   send(url: string, headers: Record<string, string>, body: string): Promise<SendResult> {
     const started = performance.now();
     return new Promise<SendResult>((resolve) => {
-      const collector = new ResponseCollector(started, resolve);
+      // Starts the request's deadline before dispatch, which may already connect or fail.
+      const collector = new ResponseCollector(started, this.#timeoutMs, resolve);
       try {
         const { origin, path } = this.#target(url);
         this.#agent.dispatch({ origin, path, method: 'POST', headers, body, headersTimeout: this.#timeoutMs, bodyTimeout: this.#timeoutMs }, collector);
@@ -78,23 +82,38 @@ export class WebhookSender {
  * undici dispatch handler: keeps the status, Retry-After and up to MAX_LOGGED_RESPONSE_BYTES of
  * the body, and settles once. Past the limit the rest is not needed; dropping the connection is
  * cheaper than reading a huge body.
+ *
+ * It also holds the request's deadline: the whole response (connect, headers, and the body up to
+ * the cut) must arrive within timeoutMs of dispatch. undici's own headersTimeout and bodyTimeout
+ * cannot be that: each phase gets its own budget and bodyTimeout is an idle timeout between
+ * chunks, so a receiver dripping a byte now and then held a request (and its lease) forever.
  */
 class ResponseCollector implements Dispatcher.DispatchHandler {
   readonly #started: number;
   readonly #resolve: (result: SendResult) => void;
+  readonly #deadline: NodeJS.Timeout | undefined;
+  #controller: Dispatcher.DispatchController | undefined;
   #settled = false;
   #statusCode = 0;
   #retryAfter: string | undefined;
   #chunks: Buffer[] = [];
   #size = 0;
 
-  constructor(started: number, resolve: (result: SendResult) => void) {
+  constructor(started: number, timeoutMs: number, resolve: (result: SendResult) => void) {
     this.#started = started;
     this.#resolve = resolve;
+    // 0 keeps what it meant to undici's timeouts before: no limit.
+    if (timeoutMs > 0) this.#deadline = setTimeout(ResponseCollector.#expire, timeoutMs, this, timeoutMs);
   }
 
   /** undici also tells this handler API from its legacy one by the presence of this method. */
-  onRequestStart(): void {
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    // The deadline passed while connecting and the attempt is already a failure: do not send it.
+    if (this.#settled) {
+      controller.abort(new errors.RequestAbortedError('the request deadline passed before a connection was ready'));
+      return;
+    }
     // Called again if undici retries the request on a fresh connection: start over.
     this.#chunks = [];
     this.#size = 0;
@@ -127,26 +146,58 @@ class ResponseCollector implements Dispatcher.DispatchHandler {
 
   fail(error: unknown): void {
     if (this.#settled) return;
-    this.#settled = true;
+    this.#settle();
     this.#resolve({ statusCode: 0, durationMs: this.#elapsed(), retryAfter: undefined, ...describeFailure(error) });
   }
 
   #succeed(): void {
     if (this.#settled) return;
-    this.#settled = true;
+    this.#settle();
     const body = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
     this.#resolve({
       statusCode: this.#statusCode,
-      body: body.subarray(0, MAX_LOGGED_RESPONSE_BYTES).toString('utf8'),
+      body: storableText(body.subarray(0, MAX_LOGGED_RESPONSE_BYTES).toString('utf8')),
       durationMs: this.#elapsed(),
       retryAfter: this.#retryAfter,
       errorCode: null,
     });
   }
 
+  /** Every way of settling passes here, so the deadline never outlives the attempt. */
+  #settle(): void {
+    this.#settled = true;
+    clearTimeout(this.#deadline);
+  }
+
+  /**
+   * The deadline: fails the attempt with the code undici gives a timeout in the phase the request
+   * is in (so codes stay what they were), and aborts the request, which destroys its connection.
+   * Before a connection is ready there is nothing to abort yet: onRequestStart does it if one comes,
+   * and the connector's own timeout ends a connect that hangs.
+   */
+  static #expire(this: void, collector: ResponseCollector, timeoutMs: number): void {
+    const message = `no complete response within ${timeoutMs} ms`;
+    const error =
+      collector.#controller === undefined
+        ? new errors.ConnectTimeoutError(message)
+        : collector.#statusCode < 200
+          ? new errors.HeadersTimeoutError(message)
+          : new errors.BodyTimeoutError(message);
+    collector.fail(error);
+    collector.#controller?.abort(error);
+  }
+
   #elapsed(): number {
     return Math.round(performance.now() - this.#started);
   }
+}
+
+/**
+ * A receiver's body as text both engines store: PostgreSQL refuses U+0000 in text, and a binary
+ * reply would otherwise fail the attempt's write (and its whole batch, on every retry).
+ */
+function storableText(text: string): string {
+  return text.includes('\u0000') ? text.replaceAll('\u0000', '\uFFFD') : text;
 }
 
 function describeFailure(error: unknown): { body: string; errorCode: string } {

@@ -1,28 +1,70 @@
 import { Type } from 'typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { HookrelayError, notFound } from '../../core/errors.js';
+import type { Attempt, ListPage, Message } from '../../storage/models.js';
 import type { AttemptListFilter } from '../../storage/storage.js';
 import type { ApiDeps } from '../build-app.js';
 import { ListResponseMessageAttemptOut, MessageAttemptOut, toMessageAttemptOut } from '../schemas/attempt.js';
-import { HttpError, ListQuery, LOOKUP_ERRORS, Timestamp } from '../schemas/common.js';
+import { Channel, EventTypesParam, HttpError, ListQuery, LOOKUP_ERRORS, Timestamp } from '../schemas/common.js';
 import { EndpointPath } from '../schemas/endpoint.js';
-import { MessagePath } from '../schemas/message.js';
-import { checkIterator, parseTimestamp } from '../validate-input.js';
+import { MessagePath, Tag, toMessageOut } from '../schemas/message.js';
+import { checkIterator, parseEventTypes, parseTimestamp } from '../validate-input.js';
 import { requireApp, requireEndpoint, requireMessage } from './lookup.js';
 
 const tags = ['Message Attempt'];
 
+/** Svix's StatusCodeClass. */
+const STATUS_CODE_CLASSES = [0, 100, 200, 300, 400, 500];
+
 const AttemptQuery = Type.Object({
   ...ListQuery.properties,
   status: Type.Optional(Type.Integer({ minimum: 0, maximum: 4, description: 'Success (0), Pending (1), Failed (2), Sending (3)' })),
+  status_code_class: Type.Optional(
+    Type.Integer({ enum: STATUS_CODE_CLASSES, description: 'Only attempts whose response status is in this class: 0 no response (responseStatusCode 0), 100, 200, 300, 400 or 500 (e.g. 400: 400 to 499)' }),
+  ),
+  event_types: Type.Optional(EventTypesParam('Only attempts of messages of these event types')),
+  channel: Type.Optional(Type.Unsafe<string>({ ...Channel, description: 'Only attempts of messages with this channel' })),
+  tag: Type.Optional(Type.Unsafe<string>({ ...Tag, description: 'Only attempts of messages with this tag' })),
   before: Type.Optional(Timestamp),
   after: Type.Optional(Timestamp),
+  with_msg: Type.Boolean({ default: false, description: 'When true, each attempt carries its message in `msg` (left out if the message was deleted)' }),
+  with_content: Type.Boolean({ default: true, description: 'With with_msg: when false, each `msg` has payload {}. The attempt\'s `response` is always included' }),
 });
 
-function filterFrom(query: { status?: number | undefined; before?: string | undefined; after?: string | undefined }): AttemptListFilter {
+interface AttemptQueryValues {
+  status?: number | undefined;
+  status_code_class?: number | undefined;
+  event_types?: string | string[] | undefined;
+  channel?: string | undefined;
+  tag?: string | undefined;
+  before?: string | undefined;
+  after?: string | undefined;
+}
+
+function filterFrom(query: AttemptQueryValues): AttemptListFilter {
   const before = parseTimestamp(query.before, ['query', 'before']);
   const after = parseTimestamp(query.after, ['query', 'after']);
-  return { ...(query.status !== undefined ? { status: query.status } : {}), ...(before !== undefined ? { before } : {}), ...(after !== undefined ? { after } : {}) };
+  const eventTypes = parseEventTypes(query.event_types);
+  return {
+    ...(query.status !== undefined ? { status: query.status } : {}),
+    ...(query.status_code_class !== undefined ? { statusCodeClass: query.status_code_class } : {}),
+    ...(eventTypes ? { eventTypes } : {}),
+    ...(query.channel !== undefined ? { channel: query.channel } : {}),
+    ...(query.tag !== undefined ? { tag: query.tag } : {}),
+    ...(before !== undefined ? { before } : {}),
+    ...(after !== undefined ? { after } : {}),
+  };
+}
+
+/** A page of attempts as MessageAttemptOut, each with its message (`msg`) when `messages` is given. */
+function attemptPageOut(page: ListPage<Attempt>, messages: ReadonlyMap<string, Message> | null, withContent: boolean) {
+  return {
+    ...page,
+    data: page.data.map((attempt) => {
+      const message = messages?.get(attempt.msgId);
+      return toMessageAttemptOut(attempt, message ? toMessageOut(message, withContent) : undefined);
+    }),
+  };
 }
 
 export const attemptRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = async (app, { deps }) => {
@@ -46,7 +88,8 @@ export const attemptRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = async
       const application = await requireApp(storage, request.params.app_id);
       const endpoint = await requireEndpoint(storage, application.id, request.params.endpoint_id);
       const page = await storage.attempts.listByEndpoint(application.id, endpoint.id, { limit: q.limit, iterator: checkIterator(q.iterator, 'atmpt') ?? null, ...(q.order ? { order: q.order } : {}) }, filter);
-      return { ...page, data: page.data.map(toMessageAttemptOut) };
+      const messages = q.with_msg ? new Map((await storage.messages.findMany(application.id, page.data.map((a) => a.msgId))).map((m) => [m.id, m])) : null;
+      return attemptPageOut(page, messages, q.with_content);
     },
   );
 
@@ -73,7 +116,8 @@ export const attemptRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = async
         filter.endpointId = endpoint ? endpoint.id : q.endpoint_id;
       }
       const page = await storage.attempts.listByMessage(application.id, message.id, { limit: q.limit, iterator: checkIterator(q.iterator, 'atmpt') ?? null, ...(q.order ? { order: q.order } : {}) }, filter);
-      return { ...page, data: page.data.map(toMessageAttemptOut) };
+      // Every attempt listed is of this message: no need to read it again.
+      return attemptPageOut(page, q.with_msg ? new Map([[message.id, message]]) : null, q.with_content);
     },
   );
 

@@ -23,7 +23,19 @@ import {
   toEndpointHeadersOut,
   toEndpointOut,
 } from '../schemas/endpoint.js';
-import { checkEndpointUrl, checkHeaderName, checkHeaders, checkIterator, checkUid, mergeHeaders, normalizeHeaders, normalizeSecret, parseTimestamp, unique } from '../validate-input.js';
+import {
+  checkEndpointUrl,
+  checkHeaderName,
+  checkHeaders,
+  checkIterator,
+  checkUid,
+  endpointFilterTypes,
+  mergeHeaders,
+  normalizeHeaders,
+  normalizeSecret,
+  parseTimestamp,
+  unique,
+} from '../validate-input.js';
 import { requireApp, requireEndpoint } from './lookup.js';
 
 const tags = ['Endpoint'];
@@ -39,7 +51,7 @@ export const endpointRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = asyn
       uid: body.uid ?? null,
       description: body.description ?? '',
       disabled: body.disabled ?? false,
-      filterTypes: unique(body.filterTypes),
+      filterTypes: endpointFilterTypes(body) ?? null,
       channels: unique(body.channels),
       rateLimit: body.throttleRate ?? body.rateLimit ?? null,
       metadata: body.metadata ?? {},
@@ -114,6 +126,7 @@ export const endpointRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = asyn
       checkUid(body.uid, 'ep', ['body', 'uid']);
       if (body.url !== undefined) checkEndpointUrl(body.url, config.requireHttps);
       const secret = body.secret ? normalizeSecret(body.secret, ['body', 'secret']) : null;
+      const filterTypes = endpointFilterTypes(body);
       const application = await requireApp(storage, request.params.app_id);
       const current = await requireEndpoint(storage, application.id, request.params.endpoint_id);
       const fields: EndpointFields = {
@@ -121,7 +134,7 @@ export const endpointRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = asyn
         uid: body.uid === undefined ? current.uid : body.uid,
         description: body.description ?? current.description,
         disabled: body.disabled ?? current.disabled,
-        filterTypes: body.filterTypes === undefined ? current.filterTypes : unique(body.filterTypes),
+        filterTypes: filterTypes === undefined ? current.filterTypes : filterTypes,
         channels: body.channels === undefined ? current.channels : unique(body.channels),
         rateLimit: body.throttleRate !== undefined ? body.throttleRate : body.rateLimit !== undefined ? body.rateLimit : current.rateLimit,
         metadata: body.metadata ?? current.metadata,

@@ -4,9 +4,9 @@ import { HookrelayError, notFound, validationError } from '../../core/errors.js'
 import type { Application, Message } from '../../storage/models.js';
 import type { ApiDeps } from '../build-app.js';
 import { idempotentResponseFor, markStoredByRoute } from '../plugins/idempotency.js';
-import { AppPath, Channel, HttpError, LIMITED_PATTERN, ListQuery, LOOKUP_ERRORS, NoContent, Timestamp } from '../schemas/common.js';
-import { ListResponseMessageOut, MessageIn, MessageOut, MessagePath, messageOutJson, toMessageOut } from '../schemas/message.js';
-import { checkIterator, checkUid, parseTimestamp, unique } from '../validate-input.js';
+import { AppPath, Channel, EventTypesParam, HttpError, ListQuery, LOOKUP_ERRORS, NoContent, Timestamp } from '../schemas/common.js';
+import { ListResponseMessageOut, MessageIn, MessageOut, MessagePath, messageOutJson, Tag, toMessageOut } from '../schemas/message.js';
+import { checkIterator, checkUid, parseEventTypes, parseTimestamp, unique } from '../validate-input.js';
 import { requireApp, requireMessage } from './lookup.js';
 
 const tags = ['Message'];
@@ -14,20 +14,6 @@ const KNOWN_APP_ID_TTL_MS = 5_000;
 const KNOWN_APP_IDS_MAX = 10_000;
 
 const WithContent = Type.Boolean({ default: true, description: 'When false, the payload is returned as {}' });
-
-/** A single value, a comma-separated list, or the parameter repeated: all as Svix's SDKs send it. */
-const EventTypesParam = Type.Unsafe<string | string[]>({ type: ['string', 'array'], items: { type: 'string' }, description: 'Only messages of these event types' });
-
-const EVENT_TYPE_NAME = new RegExp(LIMITED_PATTERN);
-
-function parseEventTypes(raw: string | string[] | undefined): string[] | undefined {
-  if (raw === undefined) return undefined;
-  const names = (Array.isArray(raw) ? raw : [raw]).flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v.length > 0);
-  names.forEach((name, i) => {
-    if (!EVENT_TYPE_NAME.test(name) || name.length > 256) throw validationError(['query', 'event_types', String(i)], 'Not an event type name');
-  });
-  return names.length > 0 ? [...new Set(names)] : undefined;
-}
 
 export const messageRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = async (app, { deps }) => {
   const { storage } = deps;
@@ -84,6 +70,10 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = async
     async (request, reply) => {
       const body = request.body;
       if (body.deliverAt !== undefined && body.deliverAt !== null) throw validationError(['body', 'deliverAt'], 'Scheduled delivery (deliverAt) is not supported yet');
+      // Dropping it would deliver the empty `payload` the SDK sends beside a raw one: refuse instead.
+      if (body.transformationsParams !== undefined && body.transformationsParams !== null) {
+        throw validationError(['body', 'transformationsParams'], "Raw payloads (transformationsParams.rawPayload, the SDK's messageInRaw) and transformations are not supported: send the payload as JSON in `payload`");
+      }
       checkUid(body.eventId, 'msg', ['body', 'eventId']);
       const withContent = request.query.with_content;
       const appId = await appIdForMessage(request.params.app_id, body);
@@ -113,8 +103,9 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = async
         params: AppPath,
         querystring: Type.Object({
           ...ListQuery.properties,
-          event_types: Type.Optional(EventTypesParam),
+          event_types: Type.Optional(EventTypesParam('Only messages of these event types')),
           channel: Type.Optional(Channel),
+          tag: Type.Optional(Type.Unsafe<string>({ ...Tag, description: 'Only messages with this tag' })),
           before: Type.Optional(Timestamp),
           after: Type.Optional(Timestamp),
           with_content: WithContent,
@@ -131,7 +122,13 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = async
       const page = await storage.messages.list(
         application.id,
         { limit: q.limit, iterator: checkIterator(q.iterator, 'msg') ?? null, ...(q.order ? { order: q.order } : {}) },
-        { ...(eventTypes ? { eventTypes } : {}), ...(q.channel !== undefined ? { channel: q.channel } : {}), ...(before !== undefined ? { before } : {}), ...(after !== undefined ? { after } : {}) },
+        {
+          ...(eventTypes ? { eventTypes } : {}),
+          ...(q.channel !== undefined ? { channel: q.channel } : {}),
+          ...(q.tag !== undefined ? { tag: q.tag } : {}),
+          ...(before !== undefined ? { before } : {}),
+          ...(after !== undefined ? { after } : {}),
+        },
       );
       return { ...page, data: page.data.map((m) => toMessageOut(m, q.with_content)) };
     },

@@ -1,6 +1,7 @@
 import { Type, type Static } from 'typebox';
 import type { Attempt } from '../../storage/models.js';
 import { iso, ListResponse, StringEnum, Timestamp } from './common.js';
+import { MessageOut } from './message.js';
 
 const STATUS_TEXT = ['success', 'pending', 'fail', 'sending'] as const;
 
@@ -17,6 +18,7 @@ export const MessageAttemptOut = Type.Object(
     msgId: Type.String(),
     endpointId: Type.String(),
     timestamp: Timestamp,
+    msg: Type.Optional(Type.Unsafe<MessageOut>({ ...MessageOut, description: "The attempt's message, in lists asked for with_msg=true (absent if the message was deleted)" })),
   },
   { title: 'MessageAttemptOut' },
 );
@@ -24,8 +26,9 @@ export type MessageAttemptOut = Static<typeof MessageAttemptOut>;
 
 export const ListResponseMessageAttemptOut = ListResponse(MessageAttemptOut, 'ListResponseMessageAttemptOut');
 
-export function toMessageAttemptOut(attempt: Attempt): MessageAttemptOut {
+export function toMessageAttemptOut(attempt: Attempt, msg?: MessageOut): MessageAttemptOut {
   return {
+    ...(msg !== undefined ? { msg } : {}),
     id: attempt.id,
     url: attempt.url,
     response: attempt.response,

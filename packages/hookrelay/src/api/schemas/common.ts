@@ -27,6 +27,12 @@ export const Channel = Type.String({ minLength: 1, maxLength: 128, pattern: '^[a
 
 export const Metadata = Type.Record(Type.String(), Type.String());
 
+/**
+ * A list filter on event types: a single value, a comma-separated list, or the parameter
+ * repeated, all as Svix's SDKs send it (validate-input's parseEventTypes checks the names).
+ */
+export const EventTypesParam = (description: string) => Type.Unsafe<string | string[]>({ type: ['string', 'array'], items: { type: 'string' }, description });
+
 export const RateLimit = Type.Integer({ minimum: 0, maximum: 2_147_483_647 });
 
 /** Svix's list envelope. */

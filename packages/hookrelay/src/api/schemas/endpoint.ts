@@ -12,7 +12,7 @@ const Version = Type.Integer({ minimum: 1, maximum: 65535 });
 const FilterTypes = Type.Array(FilterType, { minItems: 1, maxItems: 1000 });
 const Channels = Type.Array(Channel, { minItems: 1, maxItems: 10 });
 const Headers = Type.Record(Type.String(), Type.String(), { examples: [{ 'X-Example': '123' }] });
-const Secret = Type.String({ minLength: 1, maxLength: 256, description: 'whsec_ + base64 of 24 to 64 random bytes; generated when absent' });
+const Secret = Type.String({ minLength: 1, maxLength: 256, description: 'whsec_ (optional) + base64 of 24 to 75 random bytes; generated when absent' });
 
 /** Fields PUT and POST share: PUT replaces all of them, absent ones taking their defaults. */
 const endpointFields = {
@@ -22,6 +22,8 @@ const endpointFields = {
   version: Type.Optional(Nullable(Version)),
   disabled: Type.Optional(Type.Boolean()),
   filterTypes: Type.Optional(Nullable(FilterTypes)),
+  // Svix's OpenAPI names the filter eventTypes (filterTypes is its input alias): either is taken.
+  eventTypes: Type.Optional(Nullable(FilterTypes, { description: 'The event types sent to the endpoint (null: all); the same field as filterTypes, which may be sent instead (if both are sent, they must be equal)' })),
   channels: Type.Optional(Nullable(Channels)),
   rateLimit: Type.Optional(Nullable(RateLimit, { deprecated: true })),
   throttleRate: Type.Optional(Nullable(RateLimit)),
@@ -59,6 +61,7 @@ export const EndpointOut = Type.Object(
     version: Type.Integer(),
     disabled: Type.Boolean(),
     filterTypes: Type.Optional(Nullable(Type.Array(Type.String()))),
+    eventTypes: Type.Optional(Nullable(Type.Array(Type.String(), { description: 'The same value as filterTypes (Svix outputs both names)' }))),
     channels: Type.Optional(Nullable(Type.Array(Type.String()))),
     rateLimit: Type.Optional(Nullable(Type.Integer())),
     throttleRate: Type.Optional(Nullable(Type.Integer())),
@@ -155,6 +158,7 @@ export function toEndpointOut(endpoint: Endpoint): EndpointOut {
     version: endpoint.version,
     disabled: endpoint.disabled,
     filterTypes: endpoint.filterTypes,
+    eventTypes: endpoint.filterTypes,
     channels: endpoint.channels,
     rateLimit: endpoint.rateLimit,
     throttleRate: endpoint.rateLimit,

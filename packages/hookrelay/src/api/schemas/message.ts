@@ -4,7 +4,7 @@ import { ApplicationIn } from './application.js';
 import { Channel, EventTypeName, iso, ListResponse, Nullable, Timestamp, Uid } from './common.js';
 
 const Payload = Type.Unsafe<Record<string, unknown>>({ type: 'object', description: 'The webhook body: a JSON object', examples: [{ email: 'test@example.com', username: 'test_user' }] });
-const Tag = Type.String({ minLength: 1, maxLength: 128, pattern: '^[a-zA-Z0-9\\-_./\\\\#]+$' });
+export const Tag = Type.String({ minLength: 1, maxLength: 128, pattern: '^[a-zA-Z0-9\\-_./\\\\#]+$' });
 
 export const MessageIn = Type.Object(
   {
@@ -15,6 +15,11 @@ export const MessageIn = Type.Object(
     tags: Type.Optional(Nullable(Type.Array(Tag, { minItems: 1, maxItems: 5 }))),
     application: Type.Optional(Nullable(ApplicationIn, { description: 'Creates the application (uid from the path) when it does not exist yet' })),
     deliverAt: Type.Optional(Nullable(Type.String({ format: 'date-time' }), { description: 'Not supported yet: must be absent or null' })),
+    // Svix's hidden field, which the SDK's messageInRaw() fills: declared so it is refused (422)
+    // rather than dropped as an unknown property, which would send `payload: {}` instead.
+    transformationsParams: Type.Optional(
+      Type.Unsafe<unknown>({ description: 'Not supported: must be absent or null. Raw payloads (rawPayload, the SDK\'s messageInRaw) are refused with 422' }),
+    ),
   },
   { title: 'MessageIn' },
 );

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql, type Transaction } from 'kysely';
+import type { Database } from '../db-schema.js';
 import { DeliveryStatus } from '../models.js';
 import type { Attempt } from '../models.js';
 import type { ClaimedDelivery, DeliveryOutcome, HealthPolicy, PerEndpointCap, SharedEndpointCap } from '../storage.js';
 import { claimedFromRow, KyselyDeliveryStore, withClaimContext } from '../stores/delivery-store.js';
-import { planHealthWrites, recordEndpointHealth, recoveringEndpoints, summarizeStreaks } from '../stores/endpoint-health-store.js';
+import { recordEndpointHealth, recoveringEndpoints, summarizeStreaks, type BatchStreak } from '../stores/endpoint-health-store.js';
 
 /**
  * Claims on PostgreSQL, where several dispatchers (threads or processes) claim from one table at
@@ -75,26 +76,87 @@ export class PostgresDeliveryStore extends KyselyDeliveryStore {
   }
 
   /**
-   * A batch of outcomes as one statement, from arrays, whatever its size: the attempts inserted,
-   * the deliveries moved on (due again for a retry, or finished), and the stored streaks read of
-   * the endpoints that only succeeded. Health writes, needed only when an endpoint failed in the
-   * batch or its streak ended, follow in a transaction of their own: a crash between the two costs
-   * that batch's share of a streak, never an attempt or a delivery's state.
+   * A batch of outcomes, atomically: nothing of it is written if any part fails, so the dispatcher
+   * may simply complete it again (see DeliveryStore.complete). The attempts are inserted and the
+   * deliveries moved on (due again for a retry, or finished) by one statement, from arrays,
+   * whatever the batch's size. An attempt whose id is stored already (the batch was committed
+   * before, but its acknowledgement was lost) is skipped, and so is its health.
+   *
+   * A batch in which no endpoint failed (healthy traffic) is that one statement alone, which also
+   * ends the stored streaks of the endpoints that succeeded (#completeHealthy). One where an
+   * endpoint failed writes its health after that statement, in the same transaction
+   * (#completeFailing).
    */
   override async complete(outcomes: readonly DeliveryOutcome[], policy: HealthPolicy): Promise<{ disabledEndpoints: string[] }> {
     if (outcomes.length === 0) return { disabledEndpoints: [] };
     const streaks = summarizeStreaks(outcomes);
-    const recovering = recoveringEndpoints(streaks);
     const now = Date.now();
-    const of = <T>(field: (attempt: Attempt) => T) => outcomes.map((o) => field(o.attempt));
-    const { rows } = await sql<{ endpoint_id: string }>`
-      WITH recorded AS (
+    if ([...streaks.values()].every((s) => s.failures === 0)) {
+      await this.#completeHealthy(outcomes, now);
+      return { disabledEndpoints: [] };
+    }
+    return { disabledEndpoints: await this.db.transaction().execute((trx) => this.#completeFailing(trx, outcomes, streaks, policy, now)) };
+  }
+
+  /**
+   * One statement, so one implicit transaction. The recovering endpoints' rows, if their streak is
+   * open, are locked in endpoint id order before they are written (as planHealthWrites orders
+   * them), so two batches ending the same streaks never deadlock; healthy traffic locks none. Only
+   * successes whose attempt this statement inserted end a streak: a repeat of a committed batch
+   * must not end a streak that a failure has opened since.
+   */
+  async #completeHealthy(outcomes: readonly DeliveryOutcome[], now: number): Promise<void> {
+    const successes = outcomes.filter((o) => o.health === 'success').map((o) => o.attempt.id);
+    await sql`
+      WITH ${recordAndMove(outcomes, now)},
+      recovering AS (
+        SELECT h.endpoint_id, r.at FROM endpoint_health h
+        JOIN (SELECT endpoint_id, max(created_at) AS at FROM recorded WHERE id = ANY (${successes}::text[]) GROUP BY endpoint_id) r ON r.endpoint_id = h.endpoint_id
+        -- After the moves (counting reads them all): rows are locked in the order that the failing
+        -- path and an endpoint's deletion take them, deliveries then health, so neither deadlocks.
+        WHERE h.consecutive_failures > 0 AND (SELECT count(*) FROM moved) >= 0
+        ORDER BY h.endpoint_id
+        FOR UPDATE OF h
+      )
+      UPDATE endpoint_health h SET consecutive_failures = 0, failing_since = NULL, recovered_at = r.at
+      FROM recovering r WHERE h.endpoint_id = r.endpoint_id AND h.consecutive_failures > 0`.execute(this.db);
+  }
+
+  /**
+   * In the caller's transaction: the same statement, which also reads the stored streaks of the
+   * endpoints that only succeeded and names the attempts that were stored already, then the health
+   * writes. As many statements as when the health writes had a transaction of their own.
+   */
+  async #completeFailing(trx: Transaction<Database>, outcomes: readonly DeliveryOutcome[], streaks: ReadonlyMap<string, BatchStreak>, policy: HealthPolicy, now: number): Promise<string[]> {
+    const { rows } = await sql<{ in_streak: string | null; stored: string | null }>`
+      WITH ${recordAndMove(outcomes, now)}
+      SELECT endpoint_id AS in_streak, NULL AS stored FROM endpoint_health WHERE endpoint_id = ANY (${recoveringEndpoints(streaks)}::text[]) AND consecutive_failures > 0
+      UNION ALL
+      SELECT NULL, o.id FROM unnest(${outcomes.map((o) => o.attempt.id)}::text[]) AS o(id) WHERE NOT EXISTS (SELECT 1 FROM recorded r WHERE r.id = o.id)`.execute(trx);
+    const stored = new Set(rows.flatMap((r) => (r.stored === null ? [] : [r.stored])));
+    if (stored.size === 0) return recordEndpointHealth(trx, outcomes, policy, now, new Set(rows.flatMap((r) => (r.in_streak === null ? [] : [r.in_streak]))));
+    // A repeat: only the attempts recorded now count, and their streaks are read again (those
+    // read above were of the whole batch's endpoints).
+    return recordEndpointHealth(trx, outcomes.filter((o) => !stored.has(o.attempt.id)), policy, now);
+  }
+}
+
+/**
+ * The CTEs `recorded` (the attempts inserted, skipping ids stored already; it returns their id,
+ * endpoint and time) and `moved` (the deliveries moved on, returning their ids; a lease that ran
+ * out, or that this same batch gave up before, matches nothing).
+ */
+function recordAndMove(outcomes: readonly DeliveryOutcome[], now: number) {
+  const of = <T>(field: (attempt: Attempt) => T) => outcomes.map((o) => field(o.attempt));
+  return sql`recorded AS (
         INSERT INTO attempts (id, msg_id, endpoint_id, app_id, url, status, response_status_code, response, response_duration_ms, trigger_type, error_code, created_at)
         SELECT * FROM unnest(
           ${of((a) => a.id)}::text[], ${of((a) => a.msgId)}::text[], ${of((a) => a.endpointId)}::text[], ${of((a) => a.appId)}::text[],
           ${of((a) => a.url)}::text[], ${of((a) => a.status)}::integer[], ${of((a) => a.responseStatusCode)}::integer[], ${of((a) => a.response)}::text[],
           ${of((a) => a.responseDurationMs)}::integer[], ${of((a) => a.triggerType)}::integer[], ${of((a) => a.errorCode)}::text[], ${of((a) => a.createdAt)}::bigint[]
         )
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id, endpoint_id, created_at
       ), moved AS (
         UPDATE deliveries d SET
           status = CASE WHEN o.next_attempt_at IS NULL THEN o.final_status ELSE d.status END,
@@ -108,11 +170,6 @@ export class PostgresDeliveryStore extends KyselyDeliveryStore {
         ) AS o(id, lease_token, next_attempt_at, final_status, attempted_at)
         -- A lease that ran out and was taken again matches nothing: the newer claim's outcome counts.
         WHERE d.id = o.id AND d.lease_token = o.lease_token
-      )
-      SELECT endpoint_id FROM endpoint_health WHERE endpoint_id = ANY (${recovering}::text[]) AND consecutive_failures > 0`.execute(this.db);
-    const inStreak = new Set(rows.map((r) => r.endpoint_id));
-    if (planHealthWrites(streaks, inStreak).length === 0) return { disabledEndpoints: [] };
-    const disabledEndpoints = await this.db.transaction().execute((trx) => recordEndpointHealth(trx, outcomes, policy, now, inStreak));
-    return { disabledEndpoints };
-  }
+        RETURNING d.id
+      )`;
 }

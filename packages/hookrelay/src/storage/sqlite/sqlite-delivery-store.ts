@@ -8,8 +8,9 @@ import { claimedFromRow, KyselyDeliveryStore, withClaimContext, type ClaimContex
 import { recordEndpointHealthSync } from './sqlite-endpoint-health.js';
 import type { SqliteHotPath } from './sqlite-hot-path.js';
 
+/** An attempt, unless its id is stored already (a batch completed again: see DeliveryStore.complete). */
 const INSERT_ATTEMPT =
-  'INSERT INTO attempts (id, msg_id, endpoint_id, app_id, url, status, response_status_code, response, response_duration_ms, trigger_type, error_code, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
+  'INSERT INTO attempts (id, msg_id, endpoint_id, app_id, url, status, response_status_code, response, response_duration_ms, trigger_type, error_code, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING';
 /** A retry: one more attempt made, due again at its own time, lease given up. */
 const RESCHEDULE = 'UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?, lease_token = NULL, updated_at = ? WHERE id = ? AND lease_token = ?';
 /** Finished (delivered, or failed for good): out of the due index. */
@@ -161,9 +162,8 @@ export class SqliteDeliveryStore extends KyselyDeliveryStore {
     if (outcomes.length === 0) return { disabledEndpoints: [] };
     return this.#sqlite.transaction(() => {
       const insertAttempt = this.#sqlite.statement(INSERT_ATTEMPT);
-      for (const { attempt: a } of outcomes) {
-        insertAttempt.run(a.id, a.msgId, a.endpointId, a.appId, a.url, a.status, a.responseStatusCode, a.response, a.responseDurationMs, a.triggerType, a.errorCode, a.createdAt);
-      }
+      // Outcomes whose attempt was stored already (a repeat) count toward health no more.
+      const recorded = outcomes.filter(({ attempt: a }) => insertAttempt.run(a.id, a.msgId, a.endpointId, a.appId, a.url, a.status, a.responseStatusCode, a.response, a.responseDurationMs, a.triggerType, a.errorCode, a.createdAt).changes > 0);
       const now = Date.now();
       for (const o of outcomes) {
         if (o.nextAttemptAt !== null) {
@@ -173,7 +173,7 @@ export class SqliteDeliveryStore extends KyselyDeliveryStore {
           this.#sqlite.statement(FINISH).run(status, now, o.deliveryId, o.leaseToken);
         }
       }
-      return { disabledEndpoints: recordEndpointHealthSync(this.#sqlite, outcomes, policy, now) };
+      return { disabledEndpoints: recordEndpointHealthSync(this.#sqlite, recorded, policy, now) };
     });
   }
 }

@@ -16,6 +16,7 @@ const EXTEND = `INSERT INTO endpoint_health (endpoint_id, consecutive_failures, 
 const DUE_TO_DISABLE = 'SELECT 1 FROM endpoint_health WHERE endpoint_id = ? AND failing_since <= ? AND disabled_at IS NULL';
 const DISABLE_ENDPOINT = `UPDATE endpoints SET disabled = 1, updated_at = ${NEXT_ENDPOINT_VERSION_SQL} WHERE id = ? AND disabled = 0`;
 const MARK_DISABLED = 'UPDATE endpoint_health SET disabled_at = ? WHERE endpoint_id = ?';
+const ENDPOINT_EXISTS = 'SELECT 1 FROM endpoints WHERE id = ?';
 
 /**
  * recordEndpointHealth (stores/endpoint-health-store.ts) as prepared statements, for SQLite's
@@ -33,6 +34,9 @@ export function recordEndpointHealthSync(sqlite: SqliteHotPath, outcomes: readon
       sqlite.statement(RECOVER).run(write.at, write.endpointId);
       continue;
     }
+    // As in recordEndpointHealth: an endpoint deleted while its request was in flight is skipped,
+    // or its health row's foreign key would fail the batch on every retry.
+    if (sqlite.statement(ENDPOINT_EXISTS).get(write.endpointId) === undefined) continue;
     failing.push(write.endpointId);
     const { disabled_at: _unset, recovered_at, ...row } = streakRow(write.endpointId, write.streak);
     if (write.kind === 'restart') sqlite.statement(RESTART).run({ ...row, recovered_at });

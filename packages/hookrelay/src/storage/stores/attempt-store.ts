@@ -1,7 +1,8 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { AttemptRow, Database } from '../db-schema.js';
 import type { Attempt, DeliveryStatus, ListPage, PageRequest, TriggerType } from '../models.js';
-import type { AttemptListFilter, AttemptStore } from '../storage.js';
+import type { AttemptListFilter, AttemptStore, Storage } from '../storage.js';
+import { jsonArrayContains } from './json-array.js';
 import { applyPageQuery, paginate } from './paginate.js';
 import { timeWindowOnIds } from './time-window.js';
 
@@ -24,9 +25,11 @@ export function attemptFromRow(row: AttemptRow): Attempt {
 
 export class KyselyAttemptStore implements AttemptStore {
   readonly #db: Kysely<Database>;
+  readonly #engine: Storage['engine'];
 
-  constructor(db: Kysely<Database>) {
+  constructor(db: Kysely<Database>, engine: Storage['engine']) {
     this.#db = db;
+    this.#engine = engine;
   }
 
   listByEndpoint(appId: string, endpointId: string, page: PageRequest, filter: AttemptListFilter): Promise<ListPage<Attempt>> {
@@ -56,6 +59,25 @@ export class KyselyAttemptStore implements AttemptStore {
       if (scope.msg_id !== undefined) qb = qb.where('msg_id', '=', scope.msg_id);
       if (filter.endpointId !== undefined) qb = qb.where('endpoint_id', '=', filter.endpointId);
       if (filter.status !== undefined) qb = qb.where('status', '=', filter.status);
+      if (filter.statusCodeClass !== undefined) {
+        // As Svix: class 0 is "no response" (0 to 99; Hookrelay records 0), class N is N to N+99.
+        const low = filter.statusCodeClass;
+        qb = qb.where('response_status_code', '>=', low).where('response_status_code', '<=', low + 99);
+      }
+      const { eventTypes, channel, tag } = filter;
+      const byEventType = eventTypes !== undefined && eventTypes.length > 0;
+      if (byEventType || channel !== undefined || tag !== undefined) {
+        // Filters on the attempt's message, checked row by row through its primary key, so the
+        // page query still walks the attempts in id order and stops once the page is full. An
+        // attempt whose message is gone (retention) matches none of them.
+        qb = qb.where((eb) => {
+          let message = eb.selectFrom('messages').select(sql.lit(1).as('one')).whereRef('messages.id', '=', 'attempts.msg_id').where('messages.app_id', '=', scope.app_id);
+          if (byEventType) message = message.where('messages.event_type', 'in', eventTypes);
+          if (channel !== undefined) message = message.where(jsonArrayContains(this.#engine, 'messages.channels', channel));
+          if (tag !== undefined) message = message.where(jsonArrayContains(this.#engine, 'messages.tags', tag));
+          return eb.exists(message);
+        });
+      }
       qb = timeWindowOnIds(qb, 'atmpt', filter.before, filter.after);
       const rows = await applyPageQuery(qb, 'id', query).execute();
       return rows.map(attemptFromRow);

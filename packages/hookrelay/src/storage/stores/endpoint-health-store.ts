@@ -95,7 +95,11 @@ export async function recordEndpointHealth(trx: Transaction<Database>, outcomes:
         : (await trx.selectFrom('endpoint_health').select('endpoint_id').where('endpoint_id', 'in', recovering).where('consecutive_failures', '>', 0).execute()).map((r) => r.endpoint_id),
     );
   const failing: string[] = [];
+  const gone = await deletedAmong(trx, [...streaks.keys()].filter((id) => streaks.get(id)!.failures > 0));
   for (const write of planHealthWrites(streaks, inStreak)) {
+    // An endpoint deleted while its request was in flight has no health row to keep (and the
+    // row's foreign key would fail the whole batch, on every retry).
+    if (gone.has(write.endpointId)) continue;
     if (write.kind === 'recover') {
       await trx
         .updateTable('endpoint_health')
@@ -140,6 +144,13 @@ export async function recordEndpointHealth(trx: Transaction<Database>, outcomes:
   await trx.updateTable('endpoints').set({ disabled: 1, updated_at: nextEndpointVersion(now) }).where('id', 'in', ids).where('disabled', '=', 0).execute();
   await trx.updateTable('endpoint_health').set({ disabled_at: now }).where('endpoint_id', 'in', ids).execute();
   return ids;
+}
+
+/** Of these endpoints (those that failed in a batch), the ones deleted meanwhile. */
+async function deletedAmong(trx: Transaction<Database>, endpointIds: readonly string[]): Promise<Set<string>> {
+  if (endpointIds.length === 0) return new Set();
+  const existing = new Set((await trx.selectFrom('endpoints').select('id').where('id', 'in', endpointIds).execute()).map((r) => r.id));
+  return new Set(endpointIds.filter((id) => !existing.has(id)));
 }
 
 /** The endpoint's failure tracking as the API shows it; an endpoint that never failed has an empty record. */

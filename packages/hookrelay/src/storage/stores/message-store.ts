@@ -2,7 +2,8 @@ import { sql, type Kysely } from 'kysely';
 import { hasPrefix } from '../../core/ids.js';
 import type { Database, MessageRow } from '../db-schema.js';
 import type { ListPage, Message, PageRequest } from '../models.js';
-import type { MessageListFilter, MessageStore } from '../storage.js';
+import type { MessageListFilter, MessageStore, Storage } from '../storage.js';
+import { jsonArrayContains } from './json-array.js';
 import { applyPageQuery, paginate, type PageQuery } from './paginate.js';
 import { timeWindowOnIds } from './time-window.js';
 
@@ -29,9 +30,11 @@ function channelLikePattern(channel: string): string {
 
 export class KyselyMessageStore implements MessageStore {
   readonly #db: Kysely<Database>;
+  readonly #engine: Storage['engine'];
 
-  constructor(db: Kysely<Database>) {
+  constructor(db: Kysely<Database>, engine: Storage['engine']) {
     this.#db = db;
+    this.#engine = engine;
   }
 
   async find(appId: string, idOrEventId: string): Promise<Message | null> {
@@ -45,6 +48,7 @@ export class KyselyMessageStore implements MessageStore {
       let qb = this.#db.selectFrom('messages').selectAll().where('app_id', '=', appId);
       if (filter.eventTypes && filter.eventTypes.length > 0) qb = qb.where('event_type', 'in', filter.eventTypes);
       if (filter.channel !== undefined) qb = qb.where(sql<boolean>`${sql.ref('channels')} LIKE ${channelLikePattern(filter.channel)} ESCAPE '!'`);
+      if (filter.tag !== undefined) qb = qb.where(jsonArrayContains(this.#engine, 'tags', filter.tag));
       qb = timeWindowOnIds(qb, 'msg', filter.before, filter.after);
       const rows = await applyPageQuery(qb, 'id', query).execute();
       return rows.map(messageFromRow);
@@ -52,6 +56,12 @@ export class KyselyMessageStore implements MessageStore {
     const channel = filter.channel;
     // Newest first, as Svix lists messages.
     return paginate(page, 'descending', (m) => m.id, channel === undefined ? run : (query) => fetchMatching(run, query, (m) => m.channels?.includes(channel) ?? false));
+  }
+
+  async findMany(appId: string, ids: readonly string[]): Promise<Message[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.#db.selectFrom('messages').selectAll().where('app_id', '=', appId).where('id', 'in', [...new Set(ids)]).execute();
+    return rows.map(messageFromRow);
   }
 
   async expungeContent(appId: string, msgId: string, now: number): Promise<boolean> {
