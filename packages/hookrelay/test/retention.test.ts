@@ -6,12 +6,13 @@ import { loadConfig } from '../src/config/config.js';
 import { startRetentionSweeper } from '../src/retention/retention-sweeper.js';
 import { SecretBox } from '../src/secrets/secret-box.js';
 import { generateEndpointSecret } from '../src/signing/endpoint-secret.js';
-import { DeliveryStatus, type Message } from '../src/storage/models.js';
+import type { Message } from '../src/storage/models.js';
 import { openStorage } from '../src/storage/open-storage.js';
-import type { ClaimedDelivery, DeliveryOutcome, EndpointFields, RetentionBatchResult, RetentionStore, Storage } from '../src/storage/storage.js';
+import type { EndpointFields, RetentionBatchResult, RetentionStore, Storage } from '../src/storage/storage.js';
 import { idAt } from './helpers/id-at.js';
 import { createTestDatabase, TEST_ENGINES, type TestDatabase } from './helpers/test-database.js';
 import { waitFor } from './helpers/wait-for.js';
+import { outcomeOf } from './helpers/outcomes.js';
 
 const DAY = 86_400_000;
 const RETENTION_MS = 30 * DAY;
@@ -57,8 +58,8 @@ async function seed(storage: Storage, now: number) {
   await storage.deliveries.complete(
     claims.map((claim) => {
       const at = createdAt.get(claim.msgId)! + 1_000;
-      if (claim === pendingClaim) return outcomeOf(claim, at, DeliveryStatus.Pending, now + 3_600_000);
-      return outcomeOf(claim, at, claim.msgId === old[1]!.id ? DeliveryStatus.Fail : DeliveryStatus.Success, null);
+      if (claim === pendingClaim) return outcomeOf(claim, { createdAt: at, result: 'failure', retryAt: now + 3_600_000, attemptId: idAt('atmpt', at) });
+      return outcomeOf(claim, { createdAt: at, result: claim.msgId === old[1]!.id ? 'failure' : 'success', attemptId: idAt('atmpt', at) });
     }), { disableAfterMs: null },
   );
 
@@ -66,29 +67,6 @@ async function seed(storage: Storage, now: number) {
   await storage.idempotency.reserve('scope', 'live', 'hash', now, DAY);
   for (const key of ['expired-1', 'expired-2']) await storage.idempotency.reserve('scope', key, 'hash', now - 2 * DAY, DAY);
   return { old, young, pendingClaim };
-}
-
-function outcomeOf(claim: ClaimedDelivery, at: number, status: DeliveryStatus, nextAttemptAt: number | null): DeliveryOutcome {
-  return {
-    deliveryId: claim.deliveryId,
-    leaseToken: claim.leaseToken,
-    nextAttemptAt,
-    health: null,
-    attempt: {
-      id: idAt('atmpt', at),
-      msgId: claim.msgId,
-      endpointId: claim.endpointId,
-      appId: claim.appId,
-      url: ENDPOINT.url,
-      status,
-      responseStatusCode: status === DeliveryStatus.Success ? 200 : 500,
-      response: '',
-      responseDurationMs: 1,
-      triggerType: claim.triggerType,
-      errorCode: null,
-      createdAt: at,
-    },
-  };
 }
 
 /** Runs batches of `limit` until one is short in every kind, as the sweeper does; returns them all. */
@@ -139,7 +117,7 @@ for (const engine of TEST_ENGINES) describe(`retention store (${engine})`, () =>
     // Once the pending delivery finishes, its message goes too; the attempt just made stays until it expires itself.
     const [retry] = await storage.deliveries.claimDue(now + 3_600_000, 60_000, 10, 10, []);
     assert.equal(retry?.deliveryId, pendingClaim.deliveryId);
-    await storage.deliveries.complete([outcomeOf(retry!, now, DeliveryStatus.Success, null)], { disableAfterMs: null });
+    await storage.deliveries.complete([outcomeOf(retry!, { createdAt: now, attemptId: idAt('atmpt', now) })], { disableAfterMs: null });
     assert.deepEqual(sum(await sweepAll(storage.retention, now - RETENTION_MS, now, 3)), { ...NOTHING, messages: 1, deliveries: 1 });
     assert.equal(await storage.messages.find(old[0]!.appId, old[0]!.id), null);
     const after = await assertConsistent(database);

@@ -11,6 +11,7 @@ import type { ClaimedDelivery, DeliveryOutcome, EndpointFields, Storage } from '
 import { generateEndpointSecret } from '../src/signing/endpoint-secret.js';
 import { createTestDatabase, TEST_ENGINES, type TestDatabase } from './helpers/test-database.js';
 import { waitFor } from './helpers/wait-for.js';
+import { outcomeOf } from './helpers/outcomes.js';
 
 /**
  * DeliveryStore.complete may be called again with a batch it was given before: the dispatcher
@@ -35,27 +36,7 @@ type Health = 'success' | 'failure' | null;
  * when null), or a refusal without a request (health null, finished as failed).
  */
 function outcome(claim: ClaimedDelivery, health: Health, createdAt: number, retryAt: number | null = null): DeliveryOutcome {
-  const succeeded = health === 'success';
-  return {
-    deliveryId: claim.deliveryId,
-    leaseToken: claim.leaseToken,
-    nextAttemptAt: succeeded ? null : retryAt,
-    health,
-    attempt: {
-      id: newId('atmpt', createdAt),
-      msgId: claim.msgId,
-      endpointId: claim.endpointId,
-      appId: claim.appId,
-      url: ENDPOINT.url,
-      status: succeeded ? DeliveryStatus.Success : retryAt === null ? DeliveryStatus.Fail : DeliveryStatus.Pending,
-      responseStatusCode: succeeded ? 200 : 500,
-      response: succeeded ? 'ok' : 'oops',
-      responseDurationMs: 3,
-      triggerType: claim.triggerType,
-      errorCode: null,
-      createdAt,
-    },
-  };
+  return outcomeOf(claim, { createdAt, result: health === null ? 'refused' : health, retryAt, health, url: ENDPOINT.url });
 }
 
 interface DeliveryRow {

@@ -5,11 +5,12 @@ import { HookrelayError } from '../src/core/errors.js';
 import { newId } from '../src/core/ids.js';
 import { loadConfig } from '../src/config/config.js';
 import { SecretBox } from '../src/secrets/secret-box.js';
-import { DeliveryStatus, TriggerType, type Message } from '../src/storage/models.js';
+import { TriggerType, type Message } from '../src/storage/models.js';
 import { openStorage } from '../src/storage/open-storage.js';
 import type { ClaimedDelivery, DeliveryOutcome, EndpointFields, Storage } from '../src/storage/storage.js';
 import { generateEndpointSecret } from '../src/signing/endpoint-secret.js';
 import { createTestDatabase, TEST_ENGINES, type TestDatabase } from './helpers/test-database.js';
+import { outcomeOf } from './helpers/outcomes.js';
 
 /**
  * The storage contract (storage.ts) exercised directly, below the API, on every engine: claims and
@@ -62,28 +63,8 @@ for (const engine of TEST_ENGINES) describe(`storage conformance (${engine})`, (
   }
 
   /** The outcome of one attempt: a success, or a 500 with a retry at `retryAt`. */
-  function outcome(claim: ClaimedDelivery, createdAt: number, retryAt: number | null = null): DeliveryOutcome {
-    return {
-      deliveryId: claim.deliveryId,
-      leaseToken: claim.leaseToken,
-      nextAttemptAt: retryAt,
-      health: null,
-      attempt: {
-        id: newId('atmpt', createdAt),
-        msgId: claim.msgId,
-        endpointId: claim.endpointId,
-        appId: claim.appId,
-        url: ENDPOINT.url,
-        status: retryAt === null ? DeliveryStatus.Success : DeliveryStatus.Pending,
-        responseStatusCode: retryAt === null ? 200 : 500,
-        response: 'ok',
-        responseDurationMs: 3,
-        triggerType: claim.triggerType,
-        errorCode: null,
-        createdAt,
-      },
-    };
-  }
+  const outcome = (claim: ClaimedDelivery, createdAt: number, retryAt: number | null = null): DeliveryOutcome =>
+    outcomeOf(claim, { createdAt, result: retryAt === null ? 'success' : 'failure', retryAt, url: ENDPOINT.url });
 
   // The claim tests run in order on one database and each leaves no delivery pending.
   it('a claim takes at most perEndpoint per endpoint, passes over skipped endpoints, and leases what it took', async () => {
@@ -208,9 +189,9 @@ for (const engine of TEST_ENGINES) describe(`storage conformance (${engine})`, (
     assert.equal(claims.length, 8);
     // a's deliveries in creation order (message ids grow with time): created at t0, t0 + 1, t0 + 2, t0 + 3.
     const [delivered, failed, retried] = claims.filter((c) => c.endpointId === a).sort((x, y) => (x.msgId < y.msgId ? -1 : 1)) as [ClaimedDelivery, ClaimedDelivery, ClaimedDelivery];
-    const gaveUp = outcome(failed, t0 + 12);
+    const gaveUp = outcomeOf(failed, { createdAt: t0 + 12, result: 'failure', url: ENDPOINT.url });
     await storage.deliveries.complete(
-      [outcome(delivered, t0 + 11), { ...gaveUp, attempt: { ...gaveUp.attempt, status: DeliveryStatus.Fail, responseStatusCode: 500 } }, outcome(retried, t0 + 13, t0 + 5_000)],
+      [outcome(delivered, t0 + 11), gaveUp, outcome(retried, t0 + 13, t0 + 5_000)],
       { disableAfterMs: null },
     );
 
@@ -281,8 +262,8 @@ for (const engine of TEST_ENGINES) describe(`storage conformance (${engine})`, (
       await storage.ingest.acceptBatch([{ message: message(app.id, Date.now()), idempotency: null }], (eps) => eps);
       return storage.deliveries.claimDue(Date.now(), LEASE_MS, 10, 10, []);
     });
-    const failed = outcome(claim!, Date.now());
-    const { disabledEndpoints } = await storage.deliveries.complete([{ ...failed, health: 'failure', attempt: { ...failed.attempt, status: DeliveryStatus.Fail, responseStatusCode: 500 } }], { disableAfterMs: 0 });
+    const failed = outcomeOf(claim!, { createdAt: Date.now(), result: 'failure', health: 'failure', url: ENDPOINT.url });
+    const { disabledEndpoints } = await storage.deliveries.complete([failed], { disableAfterMs: 0 });
     assert.deepEqual(disabledEndpoints, [created.id]);
     const disabled = (await storage.endpoints.find(app.id, created.id))!;
     assert.equal(disabled.disabled, true);
