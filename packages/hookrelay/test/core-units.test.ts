@@ -58,9 +58,20 @@ test('retry delays follow the schedule within +-20 % jitter, then stop', () => {
     assert.ok(high <= Math.round(base * 1.2) && high >= base * 1.2 - base * 1e-5, `attempt ${attempt}: ${high}`);
   }
   assert.equal(nextRetryDelay(DEFAULT_RETRY_SCHEDULE_MS, DEFAULT_RETRY_SCHEDULE_MS.length, null).delayMs, null);
-  assert.equal(nextRetryDelay([0, 5000], 1, 30_000).delayMs, 30_000, 'Retry-After wins over the schedule');
-  assert.equal(nextRetryDelay([0, 5000], 1, 0).delayMs, RETRY_AFTER_MIN_MS);
-  assert.equal(nextRetryDelay([0, 5000], 1, 10 * 24 * 3_600_000).delayMs, RETRY_AFTER_MAX_MS);
+  assert.equal(nextRetryDelay([0, 5000], 1, 30_000).delayMs, 30_000, 'a longer Retry-After delays the attempt');
+  assert.equal(nextRetryDelay([0, 5000], 1, 1_000, 0).delayMs, 5000, 'a shorter Retry-After does not advance it');
+  assert.equal(nextRetryDelay([0, 5000], 1, 2_000, 0.2, () => 0).delayMs, 4000, 'nor does it remove the jitter');
+  assert.equal(nextRetryDelay([0, 0], 1, 0).delayMs, RETRY_AFTER_MIN_MS, 'Retry-After: 0 still waits a second');
+  assert.equal(nextRetryDelay([0, 5000], 1, 10 * 24 * 3_600_000).delayMs, RETRY_AFTER_MAX_MS, 'capped at an hour');
+  assert.equal(nextRetryDelay([0, 7_200_000], 1, 10 * 24 * 3_600_000, 0).delayMs, 7_200_000, 'the cap never shortens the schedule');
+  // A receiver answering "503, Retry-After: 1" on every attempt: the default schedule still spans its hours.
+  let total = 0;
+  for (let made = 1; ; made++) {
+    const { delayMs } = nextRetryDelay(DEFAULT_RETRY_SCHEDULE_MS, made, 1_000, 0.2, () => 0);
+    if (delayMs === null) break;
+    total += delayMs;
+  }
+  assert.ok(total >= 0.8 * DEFAULT_RETRY_SCHEDULE_MS.reduce((a, b) => a + b, 0), `Retry-After: 1 must not compress the schedule (${total} ms)`);
   assert.equal(nextRetryDelay([0, 5000], 2, 30_000).delayMs, null, 'Retry-After does not add attempts');
 });
 

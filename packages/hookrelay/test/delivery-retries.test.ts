@@ -59,7 +59,7 @@ for (const engine of TEST_ENGINES) describe(`delivery retries (${engine})`, () =
     assert.equal(attempts[1].responseStatusCode, 204);
   });
 
-  test('Retry-After on a 429 sets the next attempt instead of the schedule', async (t) => {
+  test('Retry-After on a 429 delays the next attempt beyond the schedule', async (t) => {
     const receiver = await Receiver.start();
     receiver.reply = (_r, i) => (i === 0 ? { status: 429, headers: { 'retry-after': '2' } } : { status: 200 });
     const platform = await startTestPlatform({ engine, retryScheduleMs: [0, 10, 10] });
@@ -73,6 +73,24 @@ for (const engine of TEST_ENGINES) describe(`delivery retries (${engine})`, () =
     const gap = receiver.requests[1]!.receivedAt - receiver.requests[0]!.receivedAt;
     // The schedule alone would retry after 10 ms; Retry-After asks for 2 s.
     assert.ok(gap >= 1_900, `retry came after ${gap} ms, expected about 2000`);
+  });
+
+  test('a Retry-After shorter than the schedule does not bring the next attempt forward', async (t) => {
+    const receiver = await Receiver.start();
+    receiver.reply = () => ({ status: 503, headers: { 'retry-after': '1' } });
+    const platform = await startTestPlatform({ engine, retryScheduleMs: [0, 60_000] });
+    t.after(async () => {
+      await platform.close();
+      await receiver.close();
+    });
+    const { appId } = await createAppWithEndpoint(platform, receiver.url());
+    const publishedAt = Date.now();
+    const msgId = await publish(platform, appId);
+    await waitFor('the failed first attempt', async () => (await attemptsOf(platform, appId, msgId)).length === 1);
+    const due = await waitFor('the retry scheduled', () => platform.server.storage.deliveries.nextDueAt());
+    // The schedule's 60 s, less its 20 % jitter; Retry-After alone would have said 1 s.
+    assert.ok(due - publishedAt >= 48_000, `next attempt due ${due - publishedAt} ms after publishing`);
+    assert.equal(receiver.requests.length, 1);
   });
 
   test('after the last attempt the delivery is failed, and a resend delivers it', async (t) => {

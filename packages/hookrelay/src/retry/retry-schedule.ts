@@ -16,7 +16,10 @@ export const DEFAULT_RETRY_SCHEDULE_MS: readonly number[] = [
 
 export const DEFAULT_JITTER_RATIO = 0.2;
 
-/** Bounds for a receiver's Retry-After: at least 1 s, at most 1 h, so a header cannot park or spin a delivery. */
+/**
+ * Bounds for a receiver's Retry-After: at least 1 s, at most 1 h, so a header cannot park or spin a
+ * delivery. Within them it delays the next attempt beyond the schedule's, never before it.
+ */
 export const RETRY_AFTER_MIN_MS = 1_000;
 export const RETRY_AFTER_MAX_MS = 3_600_000;
 
@@ -38,11 +41,14 @@ export function nextRetryDelay(
 ): RetryDecision {
   const base = schedule[attemptsMade];
   if (base === undefined) return { delayMs: null };
-  if (retryAfterMs !== null) {
-    return { delayMs: Math.min(RETRY_AFTER_MAX_MS, Math.max(RETRY_AFTER_MIN_MS, retryAfterMs)) };
-  }
   const jitter = base * jitterRatio * (random() * 2 - 1);
-  return { delayMs: Math.max(0, Math.round(base + jitter)) };
+  const scheduled = Math.max(0, Math.round(base + jitter));
+  if (retryAfterMs === null) return { delayMs: scheduled };
+  // Retry-After can only push the next attempt later: honouring a short one literally would let
+  // a receiver answering "503, Retry-After: 1" use up every attempt of a day-long schedule in
+  // seconds, during exactly the kind of outage the schedule exists to ride out.
+  const requested = Math.min(RETRY_AFTER_MAX_MS, Math.max(RETRY_AFTER_MIN_MS, retryAfterMs));
+  return { delayMs: Math.max(scheduled, requested) };
 }
 
 /** Parses a Retry-After header: delta-seconds or an HTTP date. Returns null when absent or invalid. */
