@@ -175,8 +175,33 @@ const CASES: BadRequest[] = [
   { name: 'unknown route', method: 'GET', path: '/api/v1/nothing-here', status: 404, code: 'not_found' },
   { name: 'unknown method on a known path', method: 'DELETE', path: '/api/v1/app', status: 405, code: 'method_not_allowed' },
   { name: 'malformed percent-encoding', method: 'GET', path: '/api/v1/app/%E0%A4%A', status: 400, code: 'bad_request' },
+  // Fastify's maxParamLength: a 414 with a code of its own (it was `bad_request`, echoing the path).
+  { name: 'path segment over 1024 characters', method: 'GET', path: `/api/v1/app/${'a'.repeat(1025)}`, status: 414, code: 'uri_too_long' },
+  { name: 'path segment over 1024 characters in a POST', method: 'POST', path: `/api/v1/app/${'a'.repeat(2000)}/msg`, body: GOOD_MSG, status: 414, code: 'uri_too_long' },
   { name: 'Idempotency-Key too long', method: 'POST', path: '/api/v1/app', body: { name: 'x' }, headers: { 'idempotency-key': 'k'.repeat(300) }, status: 422, code: 'validation', loc: ['header', 'idempotency-key'] },
 ];
+
+/**
+ * Writes `head` on a fresh TCP connection to 127.0.0.1 and reads until the server closes it: the
+ * final response's status line, headers and body (a 100 Continue before it is skipped).
+ */
+function rawExchange(port: number, head: string): Promise<{ statusLine: string; status: number; headers: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(head));
+    let data = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (data += chunk));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const final = data.replace(/^HTTP\/1\.1 100 Continue\r\n\r\n/, '');
+      const split = final.indexOf('\r\n\r\n');
+      const top = split < 0 ? final : final.slice(0, split);
+      const [statusLine = '', ...headerLines] = top.split('\r\n');
+      resolve({ statusLine, status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1]), headers: headerLines.join('\r\n'), body: split < 0 ? '' : final.slice(split + 4) });
+    });
+    socket.setTimeout(10_000, () => socket.destroy(new Error('no answer (or the connection stayed open) for 10 s')));
+  });
+}
 
 /** `depth` nested arrays: [[[...]]]. */
 function nest(depth: number): unknown {
@@ -228,38 +253,65 @@ for (const engine of TEST_ENGINES) describe(`malformed input (${engine})`, () =>
       assert.deepEqual(await h.database.dump(), snapshot, 'no refused request may write anything');
     });
 
-    it('requests the HTTP parser refuses get our error shape too, and change nothing', async () => {
+    it('requests the HTTP server answers by itself get our error shape too, close the connection, and change nothing', async () => {
       const snapshot = await h.database.dump();
-      const { port } = new URL(h.url);
-      // Raw over TCP: fetch itself refuses to send these. Each connection is closed after the answer.
-      const rawRequest = (head: string) =>
-        new Promise<{ status: number; headers: string; body: string }>((resolve, reject) => {
-          const socket = connect(Number(port), '127.0.0.1', () => socket.write(head));
-          let data = '';
-          socket.setEncoding('utf8');
-          socket.on('data', (chunk: string) => (data += chunk));
-          socket.on('error', reject);
-          socket.on('close', () => {
-            const [headers = '', body = ''] = data.split('\r\n\r\n');
-            resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(headers)?.[1]), headers, body });
-          });
-          socket.setTimeout(10_000, () => socket.destroy(new Error('no answer within 10 s')));
-        });
+      const port = Number(new URL(h.url).port);
       const auth = `authorization: Bearer ${ADMIN_KEY}\r\n`;
+      const createApp = (headers: string) => `POST /api/v1/app HTTP/1.1\r\n${headers}${auth}content-type: application/json\r\ncontent-length: 12\r\n\r\n{"name":"x"}`;
+      // Raw over TCP: fetch itself refuses to send these. Each connection is closed after the answer.
       const cases = [
-        { name: 'NUL in a header', head: `POST /api/v1/app HTTP/1.1\r\nhost: x\r\n${auth}idempotency-key: a\u0000b\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n{"name":"x"}`, status: 400, code: 'bad_request' },
+        // Refused by Node's parser (the 'clientError' event): no request object exists.
+        { name: 'NUL in a header', head: createApp('host: x\r\nidempotency-key: a\u0000b\r\n'), status: 400, code: 'bad_request' },
         { name: 'headers over the size limit', head: `GET /api/v1/app HTTP/1.1\r\nhost: x\r\n${auth}x-padding: ${'a'.repeat(20_000)}\r\n\r\n`, status: 431, code: 'headers_too_large' },
+        { name: 'URL over the size limit', head: `GET /api/v1/app?x=${'a'.repeat(20_000)} HTTP/1.1\r\nhost: x\r\n${auth}\r\n`, status: 431, code: 'headers_too_large' },
         { name: 'not HTTP at all', head: 'HELLO\r\n\r\n', status: 400, code: 'bad_request' },
+        { name: 'unknown HTTP version', head: `GET /api/v1/app HTTP/9.9\r\nhost: x\r\n${auth}\r\n`, status: 400, code: 'bad_request' },
+        { name: 'unknown method', head: `FETCH /api/v1/app HTTP/1.1\r\nhost: x\r\n${auth}\r\n`, status: 400, code: 'bad_request' },
+        { name: 'request target that is not a path', head: `GET api/v1/app HTTP/1.1\r\nhost: x\r\n${auth}\r\n`, status: 400, code: 'bad_request' },
+        { name: 'space inside the request target', head: `GET /api/v1/a pp HTTP/1.1\r\nhost: x\r\n${auth}\r\n`, status: 400, code: 'bad_request' },
+        { name: 'request line with a broken version', head: `GET /api/v1/app HTTP/1.x\r\nhost: x\r\n${auth}\r\n`, status: 400, code: 'bad_request' },
+        { name: 'HTTP/2 preface without TLS', head: 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', status: 400, code: 'bad_request' },
+        { name: 'Content-Length and chunked together', head: `POST /api/v1/app HTTP/1.1\r\nhost: x\r\n${auth}content-type: application/json\r\ncontent-length: 12\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n`, status: 400, code: 'bad_request' },
+        // Parsed, but answered by Node without Fastify: they had an empty body (417, 400) or none at all (CONNECT).
+        { name: 'Expect other than 100-continue', head: createApp('host: x\r\nexpect: the-unexpected\r\n'), status: 417, code: 'expectation_failed' },
+        { name: 'HTTP/1.1 without a Host header', head: createApp(''), status: 400, code: 'bad_request' },
+        { name: 'CONNECT', head: 'CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n', status: 405, code: 'method_not_allowed' },
       ];
       for (const c of cases) {
-        const answer = await rawRequest(c.head);
-        assert.equal(answer.status, c.status, c.name);
-        assert.match(answer.headers, /content-type: application\/json/i, c.name);
+        const answer = await rawExchange(port, c.head);
+        assert.match(answer.statusLine, /^HTTP\/1\.1 \d{3} [A-Z]/, c.name);
+        assert.equal(answer.status, c.status, `${c.name}: ${answer.statusLine}`);
+        assert.match(answer.headers, /^content-type: application\/json/im, c.name);
+        assert.match(answer.headers, /^connection: close/im, c.name);
+        assert.equal(Number(/^content-length: (\d+)/im.exec(answer.headers)?.[1]), Buffer.byteLength(answer.body), `${c.name}: a complete response`);
         const body = JSON.parse(answer.body) as { code: string; detail: string };
         assert.equal(body.code, c.code, c.name);
         assert.equal(typeof body.detail, 'string', c.name);
+        assert.ok(body.detail.length > 0 && body.detail.length < 200, `${c.name}: ${body.detail}`);
       }
       assert.deepEqual(await h.database.dump(), snapshot, 'no refused request may write anything');
+      assert.equal((await h.request('GET', '/api/v1/app')).status, 200, 'and the server goes on serving');
+    });
+
+    it('what Node accepted is still served: HTTP/1.0 without Host, and Expect: 100-continue', async () => {
+      const port = Number(new URL(h.url).port);
+      const auth = `authorization: Bearer ${ADMIN_KEY}\r\n`;
+      const old = await rawExchange(port, `GET /api/v1/app HTTP/1.0\r\n${auth}\r\n`);
+      assert.equal(old.status, 200, old.statusLine);
+      assert.ok(Array.isArray((JSON.parse(old.body) as { data: unknown[] }).data));
+      const body = JSON.stringify({ name: 'continued', uid: 'continued-app' });
+      const continued = await rawExchange(port, `POST /api/v1/app HTTP/1.1\r\nhost: x\r\n${auth}connection: close\r\nexpect: 100-continue\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+      assert.equal(continued.status, 201, `${continued.statusLine} ${continued.body}`);
+      assert.equal((await h.request('GET', '/api/v1/app/continued-app')).status, 200);
+      assert.equal((await h.request('DELETE', '/api/v1/app/continued-app')).status, 204);
+    });
+
+    it('a 414 names the limit, not the whole path', async () => {
+      const res = await h.request('GET', `/api/v1/app/${'u'.repeat(5000)}/endpoint`);
+      assert.equal(res.status, 414);
+      assert.equal(res.body.code, 'uri_too_long');
+      assert.match(res.body.detail, /1024/);
+      assert.ok(!res.body.detail.includes('uuuu'), 'the path is not echoed back');
     });
 
     it('counts nesting outside strings only, up to the limit', async () => {

@@ -9,8 +9,9 @@ import type { MessageAccepter } from '../ingest/message-ingestor.js';
 import type { Storage } from '../storage/storage.js';
 import type { ApiApp } from './api-app.js';
 import { installAuthentication } from './plugins/authenticate.js';
-import { answerClientError, installErrorHandling, sendApiError, toApiError } from './plugins/error-handler.js';
+import { installErrorHandling, sendApiError, toApiError } from './plugins/error-handler.js';
 import { finiteNumbersAjvPlugin, installFiniteNumbers } from './plugins/finite-numbers.js';
+import { answerClientError, installHttpEdge } from './plugins/http-edge.js';
 import { installIdempotency } from './plugins/idempotency.js';
 import { installJsonBodyParser } from './plugins/json-body.js';
 import { installNulInUrlCheck } from './plugins/nul-in-url.js';
@@ -22,6 +23,7 @@ import { eventTypeRoutes } from './routes/event-type-routes.js';
 import { healthRoutes, type ProcessStatus } from './routes/health-routes.js';
 import { messageRoutes } from './routes/message-routes.js';
 import { metricsRoutes } from './routes/metrics-routes.js';
+import { MAX_PATH_PARAM_LENGTH } from './schemas/common.js';
 
 export interface ApiDeps {
   config: HookrelayConfig;
@@ -103,7 +105,7 @@ function createBaseApp(deps: OperationsDeps): ApiApp {
     // requests are logged at debug level instead (below), errors by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
     // Svix answers with and without a trailing slash; uids (256 characters) travel in the path.
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: MAX_PATH_PARAM_LENGTH },
     bodyLimit: config.maxPayloadBytes,
     // allowUnionTypes: list filters take one value or a repeated parameter (type [string, array]).
     // The plugin refuses the ±Infinity that coercion makes of "Infinity" or "1e309" (see finite-numbers.ts).
@@ -112,9 +114,12 @@ function createBaseApp(deps: OperationsDeps): ApiApp {
     frameworkErrors: (error, _request, reply) => {
       void sendApiError(reply, toApiError(error));
     },
-    // ... and requests that the HTTP parser refuses never reach Fastify at all.
+    // ... and requests that the HTTP parser refuses never reach Fastify at all (see http-edge.ts).
     clientErrorHandler: answerClientError,
+    // Node would answer a missing Host header itself, with an empty body: http-edge.ts does it in our shape.
+    http: { requireHostHeader: false },
   });
+  installHttpEdge(base as unknown as FastifyInstance);
   const app = base.withTypeProvider<TypeBoxTypeProvider>() as unknown as ApiApp;
   const routes = new RouteTable();
   routes.attach(app);

@@ -18,7 +18,9 @@ export const ERROR_CODES = {
   unsupported_media_type: { status: 415, title: 'The request body must be application/json' },
   method_not_allowed: { status: 405, title: 'The method is not allowed on this path' },
   request_timeout: { status: 408, title: 'The request was not received in time' },
-  headers_too_large: { status: 431, title: 'The request headers exceed the size limit' },
+  uri_too_long: { status: 414, title: 'A segment of the request path is too long' },
+  expectation_failed: { status: 417, title: 'The Expect header asks for something the server does not do' },
+  headers_too_large: { status: 431, title: 'The request line and headers exceed the size limit' },
   unavailable: { status: 503, title: 'The service cannot serve this request now' },
   internal: { status: 500, title: 'An unexpected error occurred' },
 } as const satisfies Record<string, { status: number; title: string }>;

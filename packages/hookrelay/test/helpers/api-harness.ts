@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
 import { buildApp } from '../../src/api/build-app.js';
 import { loadConfig, type HookrelayConfig } from '../../src/config/config.js';
 import { MessageIngestor, type MessageAccepter } from '../../src/ingest/message-ingestor.js';
@@ -50,6 +51,8 @@ export interface HarnessOptions {
   config?: Partial<HookrelayConfig>;
   /** Wraps the real ingestor, e.g. to inject a failure. */
   wrapMessages?: (real: MessageAccepter) => MessageAccepter;
+  /** The API's logger (default: none), e.g. one that keeps its lines for the test to read. */
+  logger?: Logger;
 }
 
 /** A fixed test master key, so a harness reopened on the same database can read its secrets. */
@@ -81,7 +84,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       harness.wakes += 1;
     },
     renderMetrics: async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: '# HELP test_metric A test metric\ntest_metric 1\n' }),
-    logger: false,
+    logger: options.logger ?? false,
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();

@@ -1,9 +1,9 @@
-import { STATUS_CODES } from 'node:http';
-import type { Socket } from 'node:net';
+import type { IncomingMessage } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { HookrelayError, type ValidationIssue } from '../../core/errors.js';
+import { HookrelayError, type ErrorCode, type ValidationIssue } from '../../core/errors.js';
 import { isDatabaseUnavailable } from '../../storage/database-unavailable.js';
 import { isUnstorableText } from '../../storage/stores/constraint-violation.js';
+import { MAX_PATH_PARAM_LENGTH } from '../schemas/common.js';
 import type { RouteTable } from './route-table.js';
 
 /** Fastify's name for each request part, as Svix's `loc` spells it. */
@@ -17,7 +17,47 @@ const FRAMEWORK_CODES: Record<string, HookrelayError['code']> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'bad_request',
   FST_ERR_BAD_URL: 'bad_request',
+  FST_ERR_MAX_PARAM_LENGTH: 'uri_too_long',
 };
+
+/** Our own detail for Fastify errors whose message would echo the whole (long) path back. */
+const FRAMEWORK_DETAILS: Record<string, string> = {
+  FST_ERR_MAX_PARAM_LENGTH: `A path segment is longer than ${MAX_PATH_PARAM_LENGTH} characters (ids and uids have at most 256)`,
+};
+
+/**
+ * A client error Fastify raises that FRAMEWORK_CODES does not name: the code of its status where
+ * one code has that status, so that, say, a 414 never comes back as `bad_request`.
+ */
+const CODE_OF_STATUS: Partial<Record<number, ErrorCode>> = {
+  404: 'not_found',
+  405: 'method_not_allowed',
+  408: 'request_timeout',
+  413: 'payload_too_large',
+  414: 'uri_too_long',
+  415: 'unsupported_media_type',
+  417: 'expectation_failed',
+  431: 'headers_too_large',
+};
+
+/**
+ * Codes a request's body stream fails with when its client goes away before the body is complete:
+ * Node ends the IncomingMessage with ECONNRESET "aborted"; streams report a premature close. The
+ * same network codes come from a database connection (isDatabaseUnavailable), so they count as
+ * the client's only when the request's own stream or socket has ended; without the request at
+ * hand, only Node's "aborted" does. (A database error that coincides with its client leaving is
+ * then logged as the abort: no one is left to answer, and the next request meets the outage.)
+ */
+const CLIENT_ABORT_CODES = new Set(['ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE']);
+
+/** A client that closed its connection mid-request: routine, never a database outage. */
+export function isClientAbort(error: unknown, raw?: IncomingMessage): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  if (typeof code !== 'string' || !CLIENT_ABORT_CODES.has(code)) return false;
+  if (raw === undefined) return code === 'ECONNRESET' && message === 'aborted';
+  return raw.readableAborted || raw.socket?.destroyed === true;
+}
 
 interface AjvIssue {
   instancePath?: string;
@@ -44,9 +84,14 @@ function decodePointer(segment: string): string {
   return segment.replace(/~1/g, '/').replace(/~0/g, '~');
 }
 
-/** Maps any error to `{code, detail}`. Only HookrelayErrors and Fastify's own 4xx errors say what went wrong. */
-export function toApiError(error: unknown): HookrelayError {
+/**
+ * Maps any error to `{code, detail}`. Only HookrelayErrors and Fastify's own 4xx errors say what
+ * went wrong. `raw`, the request the error arose in, tells a client's abort from a database outage
+ * (both can carry ECONNRESET); the abort is checked first.
+ */
+export function toApiError(error: unknown, raw?: IncomingMessage): HookrelayError {
   if (error instanceof HookrelayError) return error;
+  if (isClientAbort(error, raw)) return new HookrelayError('bad_request', 'The connection closed before the request was complete');
   if (isUnstorableText(error)) return new HookrelayError('bad_request', 'Text fields cannot contain the NUL character (U+0000)');
   if (isDatabaseUnavailable(error)) return new HookrelayError('unavailable', 'The database cannot be reached now; retry later (a retry with the same Idempotency-Key or eventId cannot create a second message)');
   const fastifyError = error as Partial<FastifyError> & { validation?: AjvIssue[]; validationContext?: string };
@@ -54,37 +99,15 @@ export function toApiError(error: unknown): HookrelayError {
     return new HookrelayError('validation', validationIssues(fastifyError.validationContext ?? 'body', fastifyError.validation));
   }
   const mapped = fastifyError.code ? FRAMEWORK_CODES[fastifyError.code] : undefined;
-  if (mapped) return new HookrelayError(mapped, fastifyError.message);
+  if (mapped) return new HookrelayError(mapped, FRAMEWORK_DETAILS[fastifyError.code!] ?? fastifyError.message);
   const status = fastifyError.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
     // A client error Fastify raised that we have no name for: keep its status, never make it a 500.
+    const byStatus = CODE_OF_STATUS[status];
+    if (byStatus) return new HookrelayError(byStatus, fastifyError.message || undefined);
     return Object.assign(new HookrelayError('bad_request', fastifyError.message ?? 'Bad request'), { status });
   }
   return new HookrelayError('internal', 'An unexpected error occurred; it has been logged');
-}
-
-/**
- * Requests Node's HTTP parser refuses (a NUL or other forbidden byte in a header, headers over the
- * size limit, a request that does not arrive in time) never reach Fastify's routing or error
- * handler. Fastify answers them with its own body shape; this answers them in ours, with a stable
- * code, and closes the connection as Node does (its state is unknown after a parse error).
- */
-export function answerClientError(error: Error & { code?: string }, socket: Socket): void {
-  // A reset connection is already gone: there is no one to answer.
-  if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  const apiError =
-    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      ? new HookrelayError('request_timeout', 'The request was not received completely in time')
-      : error.code === 'HPE_HEADER_OVERFLOW'
-        ? new HookrelayError('headers_too_large', 'The request headers exceed the size limit')
-        : new HookrelayError('bad_request', `The HTTP request is malformed (${error.code ?? 'parse error'}), e.g. a header holds a forbidden character such as NUL`);
-  const body = JSON.stringify(apiError.toJSON());
-  if (socket.writable) {
-    socket.write(
-      `HTTP/1.1 ${apiError.status} ${STATUS_CODES[apiError.status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
-  }
-  socket.destroy(error);
 }
 
 export function sendApiError(reply: FastifyReply, error: HookrelayError): FastifyReply {
@@ -98,9 +121,16 @@ export function sendApiError(reply: FastifyReply, error: HookrelayError): Fastif
  */
 export function installErrorHandling(app: FastifyInstance, routes: RouteTable): void {
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
-    const apiError = toApiError(error);
+    // A client that went away mid-request (its body cut short) is routine, whatever its error's
+    // code has in common with a lost database connection: logged at debug, never as an outage.
+    // The answer goes nowhere, but sending it lets Fastify finish the request as usual.
+    if (isClientAbort(error, request.raw)) {
+      request.log.debug({ code: (error as { code?: string }).code }, 'the client closed the connection before its request was complete');
+      return sendApiError(reply, toApiError(error, request.raw));
+    }
+    const apiError = toApiError(error, request.raw);
     if (apiError.status >= 500 && apiError.code === 'internal') request.log.error({ err: error }, 'request failed');
-    else if (isDatabaseUnavailable(error)) request.log.warn({ err: error }, 'request failed: the database cannot be reached');
+    else if (apiError.code === 'unavailable' && isDatabaseUnavailable(error)) request.log.warn({ err: error }, 'request failed: the database cannot be reached');
     return sendApiError(reply, apiError);
   });
 

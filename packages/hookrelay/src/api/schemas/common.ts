@@ -72,6 +72,12 @@ export const HttpError = Type.Object(
 export const COMMON_ERRORS = { 401: HttpError, 422: HttpError } as const;
 export const LOOKUP_ERRORS = { 401: HttpError, 404: HttpError, 422: HttpError } as const;
 
+/**
+ * Fastify's maxParamLength: a path segment matched to a parameter may be this long at most (ids
+ * and uids are at most 256 characters); a longer one is 414 `uri_too_long`.
+ */
+export const MAX_PATH_PARAM_LENGTH = 1024;
+
 export const AppPath = Type.Object({ app_id: Type.String({ minLength: 1, maxLength: 256, description: 'The application id or uid' }) });
 
 export const iso = (millis: number): string => new Date(millis).toISOString();
