@@ -191,6 +191,39 @@ for (const engine of TEST_ENGINES) describe(`API CRUD (${engine})`, () => {
       assert.deepEqual(pages.map((p) => p.done), [false, false, true]);
     });
 
+    it('limit is 0 to 250 on every list, as on Svix\'s server: 0 is an empty page that says whether anything is left, above 250 is 422 (not clamped)', async () => {
+      const app = await createApp({ name: 'Limits' });
+      const endpoint = await createEndpoint(app.id, { url: 'https://example.com/limits' });
+      await h.request('POST', '/api/v1/event-type', { body: { name: 'limits.tested', description: 'x' } });
+      const msg = await sendMessage(app.id, { eventType: 'limits.tested', payload: {} });
+      const empty = await createApp({ name: 'Limits, empty' });
+      // [path, whether it lists anything here]; the harness sends nothing, so there are no attempts.
+      const lists: [string, boolean][] = [
+        ['/api/v1/app', true],
+        [`/api/v1/app/${app.id}/endpoint`, true],
+        [`/api/v1/app/${empty.id}/endpoint`, false],
+        ['/api/v1/event-type', true],
+        [`/api/v1/app/${app.id}/msg`, true],
+        [`/api/v1/app/${empty.id}/msg`, false],
+        [`/api/v1/app/${app.id}/attempt/endpoint/${endpoint.id}`, false],
+        [`/api/v1/app/${app.id}/attempt/msg/${msg.id}`, false],
+      ];
+      for (const [path, hasItems] of lists) {
+        const zero = await h.request('GET', `${path}?limit=0`);
+        assert.equal(zero.status, 200, `${path}?limit=0: ${zero.text}`);
+        assert.deepEqual(zero.body.data, [], path);
+        assert.equal(zero.body.iterator, null, path);
+        assert.equal(zero.body.done, !hasItems, `${path}: done says whether anything is left`);
+        assert.equal((await h.request('GET', `${path}?limit=250`)).status, 200, path);
+        for (const limit of ['251', '1000']) {
+          const over = await h.request('GET', `${path}?limit=${limit}`);
+          assert.equal(over.status, 422, `${path}?limit=${limit}: ${over.text}`);
+          assert.equal(over.body.code, 'validation');
+          assert.deepEqual(over.body.detail[0].loc, ['query', 'limit']);
+        }
+      }
+    });
+
     it('an empty list has null iterators and is done', async () => {
       const app = await createApp({ name: 'Empty' });
       const res = await h.request('GET', `/api/v1/app/${app.id}/endpoint`);

@@ -50,9 +50,14 @@ export function ListResponse<T extends TSchema>(item: T, title: string) {
 
 export const MAX_LIMIT = 250;
 
-/** limit / iterator / order, as every Svix list takes them. Unknown parameters are allowed through. */
+/**
+ * limit / iterator / order, as every Svix list takes them. Unknown parameters are allowed through.
+ * `limit` is bounded as Svix's server bounds it: its OpenAPI says minimum 0 (a uint64), and the
+ * server refuses more than 250 with a 422 on `limit` rather than clamping. `limit=0` is a page of
+ * no items (`done` says whether any are left, `iterator` is null), as there.
+ */
 export const ListQuery = Type.Object({
-  limit: Type.Integer({ minimum: 1, maximum: MAX_LIMIT, default: 50, description: 'Limit the number of returned items' }),
+  limit: Type.Integer({ minimum: 0, maximum: MAX_LIMIT, default: 50, description: 'Limit the number of returned items' }),
   iterator: Type.Optional(Type.String({ minLength: 1, maxLength: 300, description: 'The iterator returned from a prior invocation' })),
   order: Type.Optional(StringEnum(['ascending', 'descending'] as const, { description: 'The sorting order of the returned items' })),
 });
