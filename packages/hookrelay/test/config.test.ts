@@ -6,6 +6,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, dataDirectory, loadConfig } from '../src/config/config.js';
+import { deliveryStartMarginMs, leaseCoversRequest, minimumLeaseMs } from '../src/dispatch/start-margin.js';
 
 test('defaults match the README', () => {
   const config = loadConfig({});
@@ -53,13 +54,59 @@ test('every bad value names its setting', () => {
     [{ HOOKRELAY_RETENTION_BATCH: '0' }, 'HOOKRELAY_RETENTION_BATCH'],
     [{ HOOKRELAY_RETENTION_INTERVAL: '0' }, 'HOOKRELAY_RETENTION_INTERVAL'],
     [{ HOOKRELAY_ENDPOINT_DISABLE_AFTER: 'never' }, 'HOOKRELAY_ENDPOINT_DISABLE_AFTER'],
+    // 0 would be no deadline at all; it is refused rather than given that meaning.
+    [{ HOOKRELAY_REQUEST_TIMEOUT: '0' }, 'HOOKRELAY_REQUEST_TIMEOUT'],
+    [{ HOOKRELAY_REQUEST_TIMEOUT: '0ms', HOOKRELAY_LEASE: '1s' }, 'HOOKRELAY_REQUEST_TIMEOUT'],
     // The default request timeout is 15s: a 10s lease could lapse while its request still runs.
     [{ HOOKRELAY_LEASE: '10s' }, 'HOOKRELAY_LEASE'],
     [{ HOOKRELAY_LEASE: '5s', HOOKRELAY_REQUEST_TIMEOUT: '5s' }, 'HOOKRELAY_LEASE'],
+    [{ HOOKRELAY_LEASE: '0' }, 'HOOKRELAY_LEASE'],
   ];
   assert.equal(loadConfig({ HOOKRELAY_LEASE: '2s', HOOKRELAY_REQUEST_TIMEOUT: '1s' }).leaseMs, 2_000);
   for (const [env, setting] of cases) {
     assert.throws(() => loadConfig(env), (error: unknown) => error instanceof ConfigError && error.setting === setting && error.message.includes(setting), setting);
+  }
+});
+
+test('the lease covers the request timeout plus the dispatcher\'s start margin, or start-up is refused naming both settings', () => {
+  // Longer than the timeout, but a delivery that waited in memory starts with as little as
+  // min(timeout + 1.02 s, lease / 2) of its lease left: 3s - 1.5s < 2s, so it could lapse mid-request.
+  const refused: Record<string, string>[] = [
+    { HOOKRELAY_LEASE: '3s', HOOKRELAY_REQUEST_TIMEOUT: '2s' },
+    { HOOKRELAY_LEASE: '25s' },
+    { HOOKRELAY_LEASE: '29999ms', HOOKRELAY_REQUEST_TIMEOUT: '15s' },
+    { HOOKRELAY_LEASE: '1h', HOOKRELAY_REQUEST_TIMEOUT: '31m' },
+  ];
+  for (const env of refused) {
+    assert.throws(
+      () => loadConfig(env),
+      (error: unknown) =>
+        error instanceof ConfigError && error.setting === 'HOOKRELAY_LEASE' && error.message.includes('HOOKRELAY_LEASE') && error.message.includes('HOOKRELAY_REQUEST_TIMEOUT'),
+      JSON.stringify(env),
+    );
+  }
+  // Set in the configuration file, they are checked alike.
+  const dir = mkdtempSync(join(tmpdir(), 'hookrelay-config-'));
+  const file = join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify({ HOOKRELAY_LEASE: '20s', HOOKRELAY_REQUEST_TIMEOUT: '15s' }));
+  assert.throws(() => loadConfig({ HOOKRELAY_CONFIG_FILE: file }), /HOOKRELAY_LEASE.*HOOKRELAY_REQUEST_TIMEOUT/);
+  // The defaults pass, and so does every lease from twice the timeout up.
+  assert.equal(loadConfig({}).leaseMs, 60_000);
+  for (const [lease, timeout] of [['30s', '15s'], ['31s', '15s'], ['4s', '2s'], ['2h', '30m'], ['60s', '1ms']] as const) {
+    assert.doesNotThrow(() => loadConfig({ HOOKRELAY_LEASE: lease, HOOKRELAY_REQUEST_TIMEOUT: timeout }), `${lease} / ${timeout}`);
+  }
+});
+
+test('the start-up check and the dispatcher use one start margin: the minimum lease is exactly the one that covers a request', () => {
+  for (const timeout of [1, 7, 999, 1_000, 1_021, 5_000, 15_000, 600_000]) {
+    const minimum = minimumLeaseMs(timeout);
+    assert.ok(leaseCoversRequest(minimum, timeout), `${minimum} ms covers ${timeout} ms`);
+    assert.ok(!leaseCoversRequest(minimum - 1, timeout), `${minimum - 1} ms does not cover ${timeout} ms`);
+    // From the minimum up, a delivery started with the start margin left outlives its request.
+    for (const lease of [minimum, minimum + 1, minimum + 2_040, minimum + 10_000]) {
+      assert.ok(deliveryStartMarginMs(timeout, lease) >= timeout, `lease ${lease} ms, timeout ${timeout} ms`);
+      assert.ok(leaseCoversRequest(lease, timeout));
+    }
   }
 });
 

@@ -30,8 +30,9 @@ for (const engine of TEST_ENGINES) test(`the dispatcher thread dies: the process
   const receiver = await Receiver.start();
   // The first request is never answered: when the thread dies, the delivery is in flight and leased.
   receiver.reply = (_request, index) => (index === 0 ? { hang: true } : { status: 200, body: 'ok' });
-  // The lease must outlast the request; short, so that the restarted server takes the delivery soon.
-  const cluster = new Cluster(database, { HOOKRELAY_REQUEST_TIMEOUT: '2s', HOOKRELAY_LEASE: '3s' });
+  // The lease must be at least twice the request timeout (config.ts); short, so that the restarted
+  // server takes the delivery soon.
+  const cluster = new Cluster(database, { HOOKRELAY_REQUEST_TIMEOUT: '1500ms', HOOKRELAY_LEASE: '3s' });
   t.after(async () => {
     await cluster.kill();
     await receiver.close();

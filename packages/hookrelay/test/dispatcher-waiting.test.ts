@@ -70,7 +70,7 @@ describe('deliveries waiting for a busy endpoint', () => {
   test('a burst handed over for one slow endpoint does not hold back the others, and all of it arrives', async (t) => {
     const slow = await receiver(t, 250);
     const fast = await receiver(t, 0);
-    const r = await rig(t, { HOOKRELAY_ENDPOINT_CONCURRENCY: '2', HOOKRELAY_DISPATCHER_CONCURRENCY: '32', HOOKRELAY_LEASE: '8s', HOOKRELAY_REQUEST_TIMEOUT: '5s' });
+    const r = await rig(t, { HOOKRELAY_ENDPOINT_CONCURRENCY: '2', HOOKRELAY_DISPATCHER_CONCURRENCY: '32', HOOKRELAY_LEASE: '8s', HOOKRELAY_REQUEST_TIMEOUT: '4s' });
     await r.endpoint(slow.url(), 'slow');
     await r.endpoint(fast.url(), 'fast');
     const burst = 60;

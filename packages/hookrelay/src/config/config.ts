@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { leaseCoversRequest, minimumLeaseMs } from '../dispatch/start-margin.js';
 import { DEFAULT_RETRY_SCHEDULE_MS } from '../retry/retry-schedule.js';
 import { parseCidrList, type Cidr } from '../transport/ssrf/cidr.js';
 import { ConfigError } from './config-error.js';
@@ -139,7 +140,7 @@ export const SETTINGS = [
   setting({ key: 'ssrfAllow', env: 'HOOKRELAY_SSRF_ALLOW', parse: parseCidrList, default: [], doc: 'CIDRs deliveries may reach despite the SSRF guard, e.g. 127.0.0.1/32,::1/128' }),
   setting({ key: 'requireHttps', env: 'HOOKRELAY_REQUIRE_HTTPS', parse: boolean, default: false, doc: 'Refuse endpoint URLs that are not https' }),
   setting({ key: 'retryScheduleMs', env: 'HOOKRELAY_RETRY_SCHEDULE', parse: durationList, default: [...DEFAULT_RETRY_SCHEDULE_MS], doc: 'Delay before each attempt: 0,5s,5m,30m,2h,5h,10h,10h' }),
-  setting({ key: 'requestTimeoutMs', env: 'HOOKRELAY_REQUEST_TIMEOUT', parse: duration, default: 15_000, doc: 'Timeout of one delivery request (15s)' }),
+  setting({ key: 'requestTimeoutMs', env: 'HOOKRELAY_REQUEST_TIMEOUT', parse: duration, default: 15_000, doc: 'Timeout of one delivery request (15s); must be more than 0' }),
   setting({ key: 'maxPayloadBytes', env: 'HOOKRELAY_MAX_PAYLOAD_BYTES', parse: integer(1024, 64 * 1024 * 1024), default: 1024 * 1024, doc: 'Largest accepted request body (1 MiB)' }),
   setting({ key: 'masterKey', env: 'HOOKRELAY_MASTER_KEY', parse: masterKey, default: null, doc: 'base64 32-byte key encrypting endpoint secrets; generated into <data dir>/master.key when absent' }),
   setting({ key: 'syncCommit', env: 'HOOKRELAY_SYNC_COMMIT', parse: boolean, default: false, doc: 'fsync each (group) commit so accepted messages survive power loss' }),
@@ -147,7 +148,7 @@ export const SETTINGS = [
   setting({ key: 'endpointConcurrency', env: 'HOOKRELAY_ENDPOINT_CONCURRENCY', parse: integer(1, 1000), default: 20, doc: 'Requests in flight to one endpoint at most' }),
   setting({ key: 'dispatcherConcurrency', env: 'HOOKRELAY_DISPATCHER_CONCURRENCY', parse: integer(1, 10000), default: 512, doc: 'Requests in flight per dispatcher at most' }),
   setting({ key: 'endpointDisableAfterMs', env: 'HOOKRELAY_ENDPOINT_DISABLE_AFTER', parse: duration, default: 5 * 86_400_000, doc: 'Disable an endpoint once every attempt to it has failed for this long, as Svix does (5d); 0 never disables' }),
-  setting({ key: 'leaseMs', env: 'HOOKRELAY_LEASE', parse: duration, default: 60_000, doc: 'How long a claimed delivery stays reserved before another claim may take it' }),
+  setting({ key: 'leaseMs', env: 'HOOKRELAY_LEASE', parse: duration, default: 60_000, doc: 'How long a claimed delivery stays reserved before another claim may take it (60s); at least twice HOOKRELAY_REQUEST_TIMEOUT' }),
   setting({ key: 'secretRotationGraceMs', env: 'HOOKRELAY_SECRET_ROTATION_GRACE', parse: duration, default: 24 * 3_600_000, doc: 'How long a rotated-out secret still signs (24h)' }),
   setting({ key: 'idempotencyTtlMs', env: 'HOOKRELAY_IDEMPOTENCY_TTL', parse: duration, default: 24 * 3_600_000, doc: 'How long an Idempotency-Key replays its response (24h)' }),
   setting({ key: 'retentionMs', env: 'HOOKRELAY_RETENTION', parse: duration, default: 30 * 86_400_000, doc: 'How long messages, their deliveries and attempts are kept (30d); 0 keeps them forever' }),
@@ -175,10 +176,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   if (merged.role !== 'all' && !isPostgresUrl(merged.databaseUrl) && sqlitePath(merged.databaseUrl) === ':memory:') {
     throw new ConfigError('HOOKRELAY_ROLE', `role ${merged.role} needs a database other processes can open; an in-memory SQLite database is private to this process (use role all)`);
   }
+  // 0 would mean no deadline at all (undici and the sender read 0 as "none"): a hanging receiver
+  // would hold its request, and its lease, forever. Refused rather than given that meaning.
+  if (merged.requestTimeoutMs <= 0) {
+    throw new ConfigError('HOOKRELAY_REQUEST_TIMEOUT', `must be more than 0 (got ${merged.requestTimeoutMs} ms); a delivery request needs a deadline, e.g. 15s`);
+  }
   // A lease that can run out while its request is still running lets another claim send the same
-  // delivery again while nothing has crashed.
-  if (merged.leaseMs <= merged.requestTimeoutMs) {
-    throw new ConfigError('HOOKRELAY_LEASE', `must be longer than HOOKRELAY_REQUEST_TIMEOUT (${merged.requestTimeoutMs} ms), or a delivery still in flight could be claimed and sent again`);
+  // delivery again while nothing has crashed. A delivery waiting in memory is started with as little
+  // as the dispatcher's start margin left (start-margin.ts), so the lease must cover the timeout
+  // from there: at least the timeout plus that margin, which comes to twice the timeout.
+  if (!leaseCoversRequest(merged.leaseMs, merged.requestTimeoutMs)) {
+    throw new ConfigError(
+      'HOOKRELAY_LEASE',
+      `${merged.leaseMs} ms is too short for HOOKRELAY_REQUEST_TIMEOUT ${merged.requestTimeoutMs} ms: the lease must be at least the request timeout plus the dispatcher's start margin (min(timeout + 1.02 s, lease / 2)), i.e. at least ${minimumLeaseMs(merged.requestTimeoutMs)} ms (twice the timeout), or a delivery still in flight could be claimed and sent again; raise HOOKRELAY_LEASE or lower HOOKRELAY_REQUEST_TIMEOUT`,
+    );
   }
   // A sweep that finds nothing costs a few indexed reads; more often than every second is a mistake.
   if (merged.retentionIntervalMs < 1_000) throw new ConfigError('HOOKRELAY_RETENTION_INTERVAL', 'must be at least 1s');

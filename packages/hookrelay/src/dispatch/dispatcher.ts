@@ -9,6 +9,7 @@ import { rateLimitBurst, rateLimitPauseMs } from '../core/rate-limit.js';
 import { buildWebhookHeaders } from '../signing/webhook-headers.js';
 import type { SendResult, WebhookSender } from '../transport/webhook-sender.js';
 import { statusClass, type DispatcherMetrics } from '../observability/metrics.js';
+import { deliveryStartMarginMs, OUTCOME_FLUSH_MS } from './start-margin.js';
 
 export interface DispatcherOptions {
   storage: Storage;
@@ -51,13 +52,6 @@ interface Job {
 /** Fewer free slots than this and the loop waits for sends to finish before claiming again. */
 const MIN_CLAIM = 16;
 const MAX_CLAIM = 500;
-/**
- * Outcomes wait this long at most before they are written. Each transaction writes every page it
- * touched to the WAL (the attempt indexes by endpoint and by message, the deliveries rows), so its
- * cost grows with the number of transactions more than with their size: at thousands of
- * deliveries a second, 20 ms batches cost about 3 us less per delivery than 5 ms ones.
- */
-const OUTCOME_FLUSH_MS = 20;
 /**
  * A batch this large (or maxInFlight, if smaller) is written without waiting out
  * OUTCOME_FLUSH_MS: unwritten outcomes hold slots (see #unsettled), so waiting longer would only
@@ -136,9 +130,7 @@ export class Dispatcher {
     this.#o = options;
     this.#idlePollMs = options.idlePollMs ?? 1_000;
     this.#flushAt = Math.max(1, Math.min(OUTCOME_FLUSH_MAX, options.maxInFlight));
-    // The request, the outcome's batching delay, and a second for its write; but never more than
-    // half the lease, or a lease barely longer than the timeout would leave nothing able to wait.
-    this.#startMarginMs = Math.min((options.requestTimeoutMs ?? options.leaseMs / 4) + OUTCOME_FLUSH_MS + 1_000, options.leaseMs / 2);
+    this.#startMarginMs = deliveryStartMarginMs(options.requestTimeoutMs, options.leaseMs);
   }
 
   start(): void {
