@@ -113,9 +113,10 @@ export function refuseConnect(_request: IncomingMessage, socket: Duplex): void {
  * onRequest hook registered before authentication, so the caller learns what is wrong first.
  */
 export function installHostHeaderCheck(app: FastifyInstance): void {
-  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    if (request.raw.headers.host !== undefined || request.raw.httpVersion !== '1.1') return;
+  // A callback hook, not an async one: it runs on every request, and an async hook costs a promise each.
+  app.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
+    if (request.raw.headers.host !== undefined || request.raw.httpVersion !== '1.1') return done();
     reply.header('connection', 'close');
-    return sendApiError(reply, new HookrelayError('bad_request', 'An HTTP/1.1 request must carry a Host header'));
+    void sendApiError(reply, new HookrelayError('bad_request', 'An HTTP/1.1 request must carry a Host header'));
   });
 }
