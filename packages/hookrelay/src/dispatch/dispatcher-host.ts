@@ -24,13 +24,14 @@ export interface DispatcherHandle {
 }
 
 /**
- * Runs the dispatcher in a worker thread with its own database connection. `onFailure` is called
+ * Runs the dispatcher in a worker thread with its own database connection (on SQLite, ringing
+ * `commitBell` with the API's, see storage/sqlite/commit-bell.ts). `onFailure` is called
  * if the thread dies while not being stopped: nothing would deliver any more, so the caller should
  * stop the process and let its supervisor restart it (leases hand the work to the next start).
  */
-export async function startDispatcherThread(config: HookrelayConfig, masterKey: Buffer, logger: Logger, onFailure: (error: Error) => void): Promise<DispatcherHandle> {
+export async function startDispatcherThread(config: HookrelayConfig, masterKey: Buffer, logger: Logger, onFailure: (error: Error) => void, commitBell?: SharedArrayBuffer): Promise<DispatcherHandle> {
   const worker = new Worker(new URL('./dispatcher-thread.js', import.meta.url), {
-    workerData: { config, masterKey: masterKey.toString('base64') },
+    workerData: { config, masterKey: masterKey.toString('base64'), ...(commitBell ? { commitBell } : {}) },
   });
   const metricRequests = new Map<number, (metrics: unknown[]) => void>();
   let nextRequestId = 1;

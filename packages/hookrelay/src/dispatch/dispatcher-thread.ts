@@ -11,7 +11,7 @@ import { createLogger } from '../observability/logger.js';
 import { startDispatcher } from './start-dispatcher.js';
 import type { FromHost, ToHost } from './thread-messages.js';
 
-const { config, masterKey } = workerData as { config: HookrelayConfig; masterKey: string };
+const { config, masterKey, commitBell } = workerData as { config: HookrelayConfig; masterKey: string; commitBell?: SharedArrayBuffer };
 const port = parentPort!;
 const logger = createLogger(config.logLevel, 'dispatcher');
 const storage = await openStorage({
@@ -21,6 +21,7 @@ const storage = await openStorage({
   // A lease or an outcome that a database crash takes back costs a repeated delivery, which
   // at-least-once allows; waiting for each commit's disk flush would cost throughput for nothing.
   dispatcherOnly: true,
+  ...(commitBell ? { commitBell } : {}),
   onIdleError: (error) => logger.warn({ err: error }, 'an idle database connection failed; it will be replaced'),
 });
 const send = (message: ToHost) => port.postMessage(message);

@@ -8,6 +8,7 @@ import { dataDirectory, isPostgresUrl, sqlitePath, type HookrelayConfig } from '
 import { loadMasterKey } from '../secrets/master-key.js';
 import { SecretBox } from '../secrets/secret-box.js';
 import { openStorage } from '../storage/open-storage.js';
+import { CommitBell } from '../storage/sqlite/commit-bell.js';
 import { startRetentionSweeper } from '../retention/retention-sweeper.js';
 import { startCheckpointer, type Checkpointer } from '../storage/sqlite/checkpointer.js';
 import type { Storage } from '../storage/storage.js';
@@ -60,8 +61,11 @@ export async function startServer(config: HookrelayConfig, logger: Logger = crea
         : 'generated a new master key; back it up: without it the stored endpoint secrets are unreadable',
     ),
   );
+  // One commit bell for the threads of this process that write to a SQLite file (commit-bell.ts).
+  const commitBell = isPostgresUrl(config.databaseUrl) ? undefined : new CommitBell().buffer;
   const storage = await openStorage({
     database: config,
+    ...(commitBell ? { commitBell } : {}),
     secretBox: new SecretBox(masterKey),
     onIdleError: (error) => logger.warn({ err: error }, 'an idle database connection failed; it will be replaced'),
   });
@@ -90,7 +94,7 @@ export async function startServer(config: HookrelayConfig, logger: Logger = crea
     role === 'api'
       ? null
       : inThread
-        ? await startDispatcherThread(config, masterKey, logger, (error) => reportFailure(error))
+        ? await startDispatcherThread(config, masterKey, logger, (error) => reportFailure(error), commitBell)
         : startDispatcherInProcess(config, storage, logger.child({ component: 'dispatcher' }));
 
   const wakeSignal: WakeSignal = await openWakeSignal(config, {

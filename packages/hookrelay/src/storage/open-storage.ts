@@ -5,6 +5,7 @@ import { createSqliteKysely, migrateSqlite, openSqliteConnection } from './sqlit
 import { createPostgresKysely, createPostgresPool, migratePostgres } from './postgres/open-postgres.js';
 import { PostgresDeliveryStore } from './postgres/postgres-delivery-store.js';
 import { SqliteDeliveryStore } from './sqlite/sqlite-delivery-store.js';
+import { CommitBell } from './sqlite/commit-bell.js';
 import { SqliteHotPath } from './sqlite/sqlite-hot-path.js';
 import { SqliteIngestStore } from './sqlite/sqlite-ingest-store.js';
 import { PostgresIngestStore } from './postgres/postgres-ingest-store.js';
@@ -34,6 +35,12 @@ export interface OpenStorageOptions {
    * commits need not wait for the disk (see PostgresOptions.flushCommits). SQLite: no effect.
    */
   dispatcherOnly?: boolean;
+  /**
+   * SQLite: the shared memory of this process's commit bell (sqlite/commit-bell.ts), given to every
+   * thread that writes to the file, so that each begins as soon as another's transaction ends.
+   * PostgreSQL: no effect.
+   */
+  commitBell?: SharedArrayBuffer;
 }
 
 /** The one place that picks a storage engine from the database URL. */
@@ -68,7 +75,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
     throw error;
   }
   const db = createSqliteKysely(connection);
-  const hotPath = new SqliteHotPath(db, connection);
+  const hotPath = new SqliteHotPath(db, connection, options.commitBell ? new CommitBell(options.commitBell) : null);
   const engine: EngineStores = { engine: 'sqlite', deliveries: new SqliteDeliveryStore(db, options.secretBox, hotPath), ingest: new SqliteIngestStore(hotPath) };
   return assembleStorage(engine, db, options.secretBox, async () => {
     if (connection.open) connection.close();

@@ -1,6 +1,10 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db-schema.js';
+import type { CommitBell } from './commit-bell.js';
+
+/** How long a transaction waiting for the write lock sleeps between tries when no bell rings. */
+const LOCK_POLL_MS = 1;
 
 /**
  * Runs the statements of the per-message hot path (publish, attempt recording) on better-sqlite3
@@ -19,11 +23,20 @@ export class SqliteHotPath {
   readonly #statements = new Map<string, BetterSqlite3.Statement>();
   /** The connection's busy_timeout: how long a hot-path transaction may wait for the write lock. */
   readonly #busyTimeoutMs: number;
+  readonly #bell: CommitBell | null;
+  readonly #pollMs: number;
 
-  constructor(db: Kysely<Database>, connection: BetterSqlite3.Database) {
+  /**
+   * `bell`: shared with the other threads of this process that write to the same file (see
+   * commit-bell.ts); a waiting transaction then begins as soon as one of theirs ends, and polls
+   * every `pollMs` only for writers that do not ring it.
+   */
+  constructor(db: Kysely<Database>, connection: BetterSqlite3.Database, bell: CommitBell | null = null, pollMs = LOCK_POLL_MS) {
     this.#db = db;
     this.#connection = connection;
     this.#busyTimeoutMs = Number(connection.pragma('busy_timeout', { simple: true }));
+    this.#bell = bell;
+    this.#pollMs = pollMs;
   }
 
   /** The statement for `sql`, prepared on first use (the tables exist only once migrations ran). */
@@ -45,13 +58,18 @@ export class SqliteHotPath {
    * not wake when the lock is freed; with both threads committing often (and, on a busy machine,
    * a lock holder preempted now and then) the API and the dispatcher spent a tenth of their time
    * asleep there, with their requests waiting. Here a busy lock is tried again on the next turn
-   * of the event loop, then every millisecond, up to the connection's busy_timeout in all.
+   * of the event loop, then when the bell says another thread's transaction ended, or every
+   * millisecond without a bell, up to the connection's busy_timeout in all.
    */
   async transaction<T>(work: () => T): Promise<T> {
     return this.#db.connection().execute(async () => {
       const giveUpAt = Date.now() + this.#busyTimeoutMs;
-      for (let attempt = 0; !this.#tryBegin(attempt > 0 && Date.now() >= giveUpAt); attempt++) {
-        await new Promise((resolve) => (attempt === 0 ? setImmediate(resolve) : setTimeout(resolve, 1)));
+      for (let attempt = 0; ; attempt++) {
+        const rings = this.#bell?.rings() ?? 0;
+        if (this.#tryBegin(attempt > 0 && Date.now() >= giveUpAt)) break;
+        if (attempt === 0) await new Promise((resolve) => setImmediate(resolve));
+        else if (this.#bell) await this.#bell.after(rings, Math.min(this.#pollMs, Math.max(1, giveUpAt - Date.now())));
+        else await new Promise((resolve) => setTimeout(resolve, this.#pollMs));
       }
       try {
         const result = work();
@@ -60,6 +78,8 @@ export class SqliteHotPath {
       } catch (error) {
         if (this.#connection.inTransaction) this.statement('ROLLBACK').run();
         throw error;
+      } finally {
+        this.#bell?.ring();
       }
     });
   }
