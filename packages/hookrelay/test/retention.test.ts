@@ -8,16 +8,17 @@ import { SecretBox } from '../src/secrets/secret-box.js';
 import { generateEndpointSecret } from '../src/signing/endpoint-secret.js';
 import type { Message } from '../src/storage/models.js';
 import { openStorage } from '../src/storage/open-storage.js';
-import type { EndpointFields, RetentionBatchResult, RetentionStore, Storage } from '../src/storage/storage.js';
+import type { RetentionBatchResult, RetentionStore, Storage } from '../src/storage/storage.js';
 import { idAt } from './helpers/id-at.js';
 import { createTestDatabase, TEST_ENGINES, type TestDatabase } from './helpers/test-database.js';
+import { TEST_ENDPOINT } from './helpers/storage-fixtures.js';
 import { waitFor } from './helpers/wait-for.js';
 import { outcomeOf } from './helpers/outcomes.js';
 
 const DAY = 86_400_000;
 const RETENTION_MS = 30 * DAY;
 const SECRET_BOX = new SecretBox(createHash('sha256').update('retention').digest());
-const ENDPOINT: EndpointFields = { url: 'https://example.com/hook', uid: null, description: '', disabled: false, filterTypes: null, channels: null, rateLimit: null, metadata: {}, version: 1 };
+const ENDPOINT = TEST_ENDPOINT;
 const NOTHING: RetentionBatchResult = { messages: 0, deliveries: 0, attempts: 0, idempotencyKeys: 0 };
 
 /** A logger that keeps its lines, to read what the sweeper reported. */

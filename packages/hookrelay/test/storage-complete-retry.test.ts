@@ -1,17 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createHash } from 'node:crypto';
 import { Client } from 'pg';
-import { newId } from '../src/core/ids.js';
-import { loadConfig } from '../src/config/config.js';
-import { SecretBox } from '../src/secrets/secret-box.js';
 import { DeliveryStatus } from '../src/storage/models.js';
-import { openStorage } from '../src/storage/open-storage.js';
-import type { ClaimedDelivery, DeliveryOutcome, EndpointFields, Storage } from '../src/storage/storage.js';
-import { generateEndpointSecret } from '../src/signing/endpoint-secret.js';
+import type { ClaimedDelivery, DeliveryOutcome, Storage } from '../src/storage/storage.js';
 import { createTestDatabase, TEST_ENGINES, type TestDatabase } from './helpers/test-database.js';
 import { waitFor } from './helpers/wait-for.js';
 import { outcomeOf } from './helpers/outcomes.js';
+import { openTestStorage, seedBacklog, TEST_ENDPOINT } from './helpers/storage-fixtures.js';
 
 /**
  * DeliveryStore.complete may be called again with a batch it was given before: the dispatcher
@@ -20,13 +15,12 @@ import { outcomeOf } from './helpers/outcomes.js';
  * writes. The repeat must succeed, record each attempt once, and count it toward its endpoint's
  * health once; and a batch that fails must leave nothing of itself written.
  */
-const SECRET_BOX = new SecretBox(createHash('sha256').update('storage complete retry').digest());
-const ENDPOINT: EndpointFields = { url: 'https://example.com/hook', uid: null, description: '', disabled: false, filterTypes: null, channels: null, rateLimit: null, metadata: {}, version: 1 };
+const ENDPOINT = TEST_ENDPOINT;
 const LEASE_MS = 60_000;
 const POLICY = { disableAfterMs: null };
 
 function open(database: TestDatabase, pgStatementTimeoutMs?: number): Promise<Storage> {
-  return openStorage({ database: loadConfig({}, { databaseUrl: database.url, ...(pgStatementTimeoutMs === undefined ? {} : { pgStatementTimeoutMs }) }), secretBox: SECRET_BOX });
+  return openTestStorage(database, 'storage complete retry', pgStatementTimeoutMs === undefined ? {} : { pgStatementTimeoutMs });
 }
 
 type Health = 'success' | 'failure' | null;
@@ -61,21 +55,17 @@ for (const engine of TEST_ENGINES) describe(`DeliveryStore.complete repeated (${
 
   /** An application with `endpoints` endpoints, `perEndpoint` messages to each, all claimed at `now`. */
   async function claimed(endpoints: number, perEndpoint: number, now: number) {
-    const app = await storage.applications.create({ name: 'retry', uid: null, rateLimit: null, metadata: {} });
-    const endpointIds: string[] = [];
-    for (let i = 0; i < endpoints; i++) endpointIds.push((await storage.endpoints.create(app.id, ENDPOINT, {}, generateEndpointSecret())).id);
-    const items = Array.from({ length: perEndpoint }, (_, i) => ({ message: { id: newId('msg', now - 1_000 + i), appId: app.id, eventType: 'order.created', eventId: null, payload: '{"n":1}', channels: null, tags: null, createdAt: now - 1_000 + i }, idempotency: null }));
-    assert.ok((await storage.ingest.acceptBatch(items, (eps) => eps)).every((o) => o.ok));
+    const { appId, endpointIds } = await seedBacklog(storage, { name: 'retry', endpoints, perEndpoint, firstCreatedAt: now - 1_000 });
     const claims: ClaimedDelivery[] = [];
     // Bounded: every round takes at least one of the endpoints × perEndpoint due rows.
     for (let round = 0; round <= endpoints * perEndpoint; round++) {
-      const batch = (await storage.deliveries.claimDue(now, LEASE_MS, 100, 1000, [])).filter((c) => c.appId === app.id);
+      const batch = (await storage.deliveries.claimDue(now, LEASE_MS, 100, 1000, [])).filter((c) => c.appId === appId);
       if (batch.length === 0) break;
       claims.push(...batch);
     }
     assert.equal(claims.length, endpoints * perEndpoint);
     const of = (endpointId: string) => claims.filter((c) => c.endpointId === endpointId);
-    return { appId: app.id, endpointIds, claims, of };
+    return { appId, endpointIds, claims, of };
   }
 
   /** The stored attempts with these ids (each id as many times as it is stored) and the deliveries with these ids, read through a connection of their own. */

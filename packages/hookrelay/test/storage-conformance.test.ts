@@ -1,28 +1,24 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createHash } from 'node:crypto';
 import { HookrelayError } from '../src/core/errors.js';
 import { newId } from '../src/core/ids.js';
-import { loadConfig } from '../src/config/config.js';
-import { SecretBox } from '../src/secrets/secret-box.js';
 import { TriggerType, type Message } from '../src/storage/models.js';
-import { openStorage } from '../src/storage/open-storage.js';
-import type { ClaimedDelivery, DeliveryOutcome, EndpointFields, Storage } from '../src/storage/storage.js';
+import type { ClaimedDelivery, DeliveryOutcome, Storage } from '../src/storage/storage.js';
 import { generateEndpointSecret } from '../src/signing/endpoint-secret.js';
 import { createTestDatabase, TEST_ENGINES, type TestDatabase } from './helpers/test-database.js';
 import { outcomeOf } from './helpers/outcomes.js';
+import { openTestStorage, seedBacklog, TEST_ENDPOINT } from './helpers/storage-fixtures.js';
 
 /**
  * The storage contract (storage.ts) exercised directly, below the API, on every engine: claims and
  * leases, completion and release, ordering of keys, number types and constraint errors. The API
  * and delivery suites cover the same stores end to end; this pins down what they rely on.
  */
-const SECRET_BOX = new SecretBox(createHash('sha256').update('storage conformance').digest());
-const ENDPOINT: EndpointFields = { url: 'https://example.com/hook', uid: null, description: '', disabled: false, filterTypes: null, channels: null, rateLimit: null, metadata: {}, version: 1 };
+const ENDPOINT = TEST_ENDPOINT;
 const LEASE_MS = 60_000;
 
 function open(database: TestDatabase): Promise<Storage> {
-  return openStorage({ database: loadConfig({}, { databaseUrl: database.url }), secretBox: SECRET_BOX });
+  return openTestStorage(database, 'storage conformance');
 }
 
 function message(appId: string, createdAt: number, eventId: string | null = null): Message {
@@ -42,15 +38,7 @@ for (const engine of TEST_ENGINES) describe(`storage conformance (${engine})`, (
   });
 
   /** An application with `endpoints` endpoints and `perEndpoint` due deliveries to each, due at `at`. */
-  async function backlogOf(endpoints: number, perEndpoint: number, at: number) {
-    const app = await storage.applications.create({ name: 'claims', uid: null, rateLimit: null, metadata: {} });
-    const endpointIds: string[] = [];
-    for (let i = 0; i < endpoints; i++) endpointIds.push((await storage.endpoints.create(app.id, ENDPOINT, {}, generateEndpointSecret())).id);
-    const items = Array.from({ length: perEndpoint }, (_, i) => ({ message: message(app.id, at + i), idempotency: null }));
-    const outcomes = await storage.ingest.acceptBatch(items, (eps) => eps);
-    assert.ok(outcomes.every((o) => o.ok));
-    return { appId: app.id, endpointIds };
-  }
+  const backlogOf = (endpoints: number, perEndpoint: number, at: number) => seedBacklog(storage, { name: 'claims', endpoints, perEndpoint, firstCreatedAt: at });
 
   /** Claims until nothing is due at `now`; returns every claim. */
   async function drain(store: Storage, now: number): Promise<ClaimedDelivery[]> {
