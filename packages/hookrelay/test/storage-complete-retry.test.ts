@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { Client } from 'pg';
 import { DeliveryStatus } from '../src/storage/models.js';
 import type { ClaimedDelivery, DeliveryOutcome, Storage } from '../src/storage/storage.js';
-import { createTestDatabase, TEST_ENGINES, type TestDatabase } from './helpers/test-database.js';
+import { TEST_ENGINES, type TestDatabase } from './helpers/test-database.js';
 import { waitFor } from './helpers/wait-for.js';
 import { outcomeOf } from './helpers/outcomes.js';
-import { openTestStorage, seedBacklog, TEST_ENDPOINT } from './helpers/storage-fixtures.js';
+import { openTestStorage, seedBacklog, TEST_ENDPOINT, withTestStorage } from './helpers/storage-fixtures.js';
 
 /**
  * DeliveryStore.complete may be called again with a batch it was given before: the dispatcher
@@ -44,13 +44,9 @@ interface DeliveryRow {
 for (const engine of TEST_ENGINES) describe(`DeliveryStore.complete repeated (${engine})`, () => {
   let database: TestDatabase;
   let storage: Storage;
-  before(async () => {
-    database = await createTestDatabase(engine);
-    storage = await open(database);
-  });
-  after(async () => {
-    await storage?.close();
-    await database?.drop();
+  withTestStorage(engine, open, (s, d) => {
+    storage = s;
+    database = d;
   });
 
   /** An application with `endpoints` endpoints, `perEndpoint` messages to each, all claimed at `now`. */

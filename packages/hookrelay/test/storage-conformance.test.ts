@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { HookrelayError } from '../src/core/errors.js';
 import { newId } from '../src/core/ids.js';
 import { TriggerType, type Message } from '../src/storage/models.js';
 import type { ClaimedDelivery, DeliveryOutcome, Storage } from '../src/storage/storage.js';
 import { generateEndpointSecret } from '../src/signing/endpoint-secret.js';
-import { createTestDatabase, TEST_ENGINES, type TestDatabase } from './helpers/test-database.js';
+import { TEST_ENGINES, type TestDatabase } from './helpers/test-database.js';
 import { outcomeOf } from './helpers/outcomes.js';
-import { openTestStorage, seedBacklog, TEST_ENDPOINT } from './helpers/storage-fixtures.js';
+import { openTestStorage, seedBacklog, TEST_ENDPOINT, withTestStorage } from './helpers/storage-fixtures.js';
 
 /**
  * The storage contract (storage.ts) exercised directly, below the API, on every engine: claims and
@@ -28,13 +28,9 @@ function message(appId: string, createdAt: number, eventId: string | null = null
 for (const engine of TEST_ENGINES) describe(`storage conformance (${engine})`, () => {
   let database: TestDatabase;
   let storage: Storage;
-  before(async () => {
-    database = await createTestDatabase(engine);
-    storage = await open(database);
-  });
-  after(async () => {
-    await storage?.close();
-    await database?.drop();
+  withTestStorage(engine, open, (s, d) => {
+    storage = s;
+    database = d;
   });
 
   /** An application with `endpoints` endpoints and `perEndpoint` due deliveries to each, due at `at`. */

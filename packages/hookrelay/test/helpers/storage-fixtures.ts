@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { createHash } from 'node:crypto';
 import { newId } from '../../src/core/ids.js';
 import { loadConfig, type HookrelayConfig } from '../../src/config/config.js';
@@ -6,7 +7,7 @@ import { SecretBox } from '../../src/secrets/secret-box.js';
 import { generateEndpointSecret } from '../../src/signing/endpoint-secret.js';
 import { openStorage } from '../../src/storage/open-storage.js';
 import type { EndpointFields, Storage } from '../../src/storage/storage.js';
-import type { TestDatabase } from './test-database.js';
+import { createTestDatabase, type TestDatabase, type TestEngine } from './test-database.js';
 
 /** The suites that test the stores directly, below the API, share these. */
 
@@ -35,4 +36,22 @@ export async function seedBacklog(storage: Storage, options: { name: string; end
   const outcomes = await storage.ingest.acceptBatch(items, (eps) => eps);
   assert.ok(outcomes.every((o) => o.ok));
   return { appId: app.id, endpointIds };
+}
+
+/**
+ * Inside a describe: a fresh database of `engine` and a storage opened on it by `open` before the
+ * suite's tests, handed to `use`; both closed and dropped after them.
+ */
+export function withTestStorage(engine: TestEngine, open: (database: TestDatabase) => Promise<Storage>, use: (storage: Storage, database: TestDatabase) => void): void {
+  let database: TestDatabase | undefined;
+  let storage: Storage | undefined;
+  before(async () => {
+    database = await createTestDatabase(engine);
+    storage = await open(database);
+    use(storage, database);
+  });
+  after(async () => {
+    await storage?.close();
+    await database?.drop();
+  });
 }
