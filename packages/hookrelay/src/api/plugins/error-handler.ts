@@ -121,15 +121,12 @@ export function sendApiError(reply: FastifyReply, error: HookrelayError): Fastif
  */
 export function installErrorHandling(app: FastifyInstance, routes: RouteTable): void {
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    const apiError = toApiError(error, request.raw);
     // A client that went away mid-request (its body cut short) is routine, whatever its error's
     // code has in common with a lost database connection: logged at debug, never as an outage.
     // The answer goes nowhere, but sending it lets Fastify finish the request as usual.
-    if (isClientAbort(error, request.raw)) {
-      request.log.debug({ code: (error as { code?: string }).code }, 'the client closed the connection before its request was complete');
-      return sendApiError(reply, toApiError(error, request.raw));
-    }
-    const apiError = toApiError(error, request.raw);
-    if (apiError.status >= 500 && apiError.code === 'internal') request.log.error({ err: error }, 'request failed');
+    if (isClientAbort(error, request.raw)) request.log.debug({ code: (error as { code?: string }).code }, 'the client closed the connection before its request was complete');
+    else if (apiError.status >= 500 && apiError.code === 'internal') request.log.error({ err: error }, 'request failed');
     else if (apiError.code === 'unavailable' && isDatabaseUnavailable(error)) request.log.warn({ err: error }, 'request failed: the database cannot be reached');
     return sendApiError(reply, apiError);
   });
