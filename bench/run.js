@@ -7,7 +7,7 @@
 // Every loop is bounded in count and time; all traffic stays on 127.0.0.1.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -118,6 +118,8 @@ async function deploySqlite() {
     label: `SQLite (WAL, synchronous=${SYNC_COMMIT ? 'FULL' : 'NORMAL'}), 1 process`,
     url,
     pids: [child.pid],
+    /** The WAL file's size: its peak so far, since nothing truncates it while the server runs. */
+    walBytes: () => statSync(join(dataDir, 'bench.db-wal'), { throwIfNoEntry: false })?.size ?? 0,
     async stop() {
       await stopAll([child]);
       rmSync(dataDir, { recursive: true, force: true });
@@ -340,6 +342,7 @@ async function measure(deployment, receiver, raw) {
         publishAcknowledgedP50Ms: +percentile(acknowledged, 50).toFixed(1),
         publishAcknowledgedP99Ms: +percentile(acknowledged, 99).toFixed(1),
       },
+      ...(deployment.walBytes ? { sqliteWalPeakMiB: +(deployment.walBytes() / 1048576).toFixed(1) } : {}),
     };
     console.log(JSON.stringify(result, null, 2));
     console.log(
@@ -349,7 +352,9 @@ async function measure(deployment, receiver, raw) {
         `(202 after p50 ${result.latency.publishAcknowledgedP50Ms} ms, p99 ${result.latency.publishAcknowledgedP99Ms} ms) | ` +
         `CPU per delivery: Hookrelay ${cpuShare.hookrelayMicrosPerDelivery} µs` +
         (cpuMs.postgres === null ? '' : `, PostgreSQL ${cpuShare.postgresMicrosPerDelivery} µs`) +
-        `, benchmark ${Math.round((cpuMs.bench * 1000) / expected)} µs\n`,
+        `, benchmark ${Math.round((cpuMs.bench * 1000) / expected)} µs` +
+        (result.sqliteWalPeakMiB === undefined ? '' : ` | WAL peak ${result.sqliteWalPeakMiB} MiB`) +
+        '\n',
     );
     return result;
   } finally {

@@ -101,3 +101,33 @@ test('without a ring, a waiting transaction still polls for writers that do not 
   await waitFor('the waiting transaction', () => done, 10_000);
   await waiting;
 });
+
+test('while the checkpointer holds writers off, a transaction waits for it to let go', async (t) => {
+  const path = scratchDatabase(t);
+  const bell = new CommitBell();
+  // A minute's poll: only the release's ring can start it within the test's bounds.
+  const { hotPath, connection } = hotPathOn(path, bell, 60_000, t);
+  bell.holdWriters();
+  let done = false;
+  const waiting = hotPath.transaction(() => connection.prepare('INSERT INTO rows VALUES (1)').run()).then(() => (done = true));
+  for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(done, false, 'the lock is free, but the writer holds off');
+  bell.releaseWriters();
+  await waitFor('the transaction to begin once released', () => done, 10_000);
+  await waiting;
+  assert.deepEqual(connection.prepare('SELECT n FROM rows').all(), [{ n: 1 }]);
+});
+
+test('a hold that is never released delays a transaction for a bounded time only', async (t) => {
+  const path = scratchDatabase(t);
+  const bell = new CommitBell();
+  const { hotPath, connection } = hotPathOn(path, bell, 60_000, t);
+  bell.holdWriters(); // a checkpointer that died holding: writers must not stall for good
+  const started = Date.now();
+  let done = false;
+  const waiting = hotPath.transaction(() => connection.prepare('INSERT INTO rows VALUES (1)').run()).then(() => (done = true));
+  await waitFor('the transaction despite the hold', () => done, 10_000);
+  await waiting;
+  assert.ok(Date.now() - started >= 900, 'it held off for about a second first');
+  assert.equal(bell.writersHeld(), true);
+});

@@ -80,7 +80,7 @@ export async function startServer(config: HookrelayConfig, logger: Logger = crea
   const initialApiKey = await bootstrapApiKey(config, storage, dataDir, logger);
   // The WAL checkpointer is SQLite's alone; PostgreSQL checkpoints by itself.
   const databasePath = storage.engine === 'sqlite' ? sqlitePath(config.databaseUrl) : null;
-  const checkpointer: Checkpointer | null = databasePath === null || databasePath === ':memory:' ? null : startCheckpointer(databasePath);
+  const checkpointer: Checkpointer | null = databasePath === null || databasePath === ':memory:' ? null : startCheckpointer(databasePath, commitBell ? { commitBell } : {});
 
   const role = config.role;
   if (role !== 'all' && storage.engine === 'sqlite') {

@@ -9,23 +9,27 @@
  * ring). Polling alone cost the API thread 1.5-2.5 ms per collision with the dispatcher's outcome
  * writes, which hold the lock for well under a millisecond: the timer's granularity, not the work.
  */
-export class CommitBell {
-  readonly #count: Int32Array;
+const RINGS = 0;
+const HOLD = 1;
 
-  /** A bell over `buffer` (4 bytes of shared memory); the same buffer in every thread rings one bell. */
-  constructor(readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(4)) {
-    this.#count = new Int32Array(buffer, 0, 1);
+export class CommitBell {
+  /** [0]: rings so far; [1]: 1 while the checkpointer asks writers to hold off (holdWriters). */
+  readonly #slots: Int32Array;
+
+  /** A bell over `buffer` (8 bytes of shared memory); the same buffer in every thread rings one bell. */
+  constructor(readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(8)) {
+    this.#slots = new Int32Array(buffer, 0, 2);
   }
 
   /** The number of rings so far: read it before trying the lock, and wait for it to change. */
   rings(): number {
-    return Atomics.load(this.#count, 0);
+    return Atomics.load(this.#slots, RINGS);
   }
 
   /** Called after a commit or rollback: wakes every thread waiting for the lock. */
   ring(): void {
-    Atomics.add(this.#count, 0, 1);
-    Atomics.notify(this.#count, 0);
+    Atomics.add(this.#slots, RINGS, 1);
+    Atomics.notify(this.#slots, RINGS);
   }
 
   /**
@@ -33,7 +37,30 @@ export class CommitBell {
    * `timeoutMs`. Does not block the event loop.
    */
   async after(seen: number, timeoutMs: number): Promise<void> {
-    const wait = Atomics.waitAsync(this.#count, 0, seen, timeoutMs);
-    if (wait.async) await wait.value;
+    const wait = Atomics.waitAsync(this.#slots, RINGS, seen, timeoutMs);
+    if (!wait.async) return;
+    // A pending waitAsync does not keep Node's event loop alive; the timer does, so that a thread
+    // with nothing else to do (a test's writer, a draining dispatcher) does not exit mid-wait.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([wait.value, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
+  }
+
+  /**
+   * Asks hot-path writers not to begin until releaseWriters(): the checkpointer's RESTART needs the
+   * write lock, and writers retrying at once would otherwise keep taking it first (see
+   * checkpointer-thread.ts). Writers honour the request for a bounded time only.
+   */
+  holdWriters(): void {
+    Atomics.store(this.#slots, HOLD, 1);
+  }
+
+  releaseWriters(): void {
+    Atomics.store(this.#slots, HOLD, 0);
+    this.ring();
+  }
+
+  writersHeld(): boolean {
+    return Atomics.load(this.#slots, HOLD) === 1;
   }
 }

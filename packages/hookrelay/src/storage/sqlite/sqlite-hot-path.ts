@@ -5,6 +5,12 @@ import type { CommitBell } from './commit-bell.js';
 
 /** How long a transaction waiting for the write lock sleeps between tries when no bell rings. */
 const LOCK_POLL_MS = 1;
+/**
+ * How long a transaction holds off at most while the checkpointer asks writers to (commit-bell.ts):
+ * long enough for a RESTART checkpoint's copy and sync, short enough that a checkpointer that
+ * never lets go cannot stall the writers.
+ */
+const CHECKPOINT_DEFER_MAX_MS = 1_000;
 
 /**
  * Runs the statements of the per-message hot path (publish, attempt recording) on better-sqlite3
@@ -59,16 +65,20 @@ export class SqliteHotPath {
    * a lock holder preempted now and then) the API and the dispatcher spent a tenth of their time
    * asleep there, with their requests waiting. Here a busy lock is tried again on the next turn
    * of the event loop, then when the bell says another thread's transaction ended, or every
-   * millisecond without a bell, up to the connection's busy_timeout in all.
+   * millisecond without a bell, up to the connection's busy_timeout in all. While the
+   * checkpointer asks writers to hold off (a RESTART checkpoint wants the lock), it does not try
+   * until the checkpointer lets go, for CHECKPOINT_DEFER_MAX_MS at most.
    */
   async transaction<T>(work: () => T): Promise<T> {
     return this.#db.connection().execute(async () => {
       const giveUpAt = Date.now() + this.#busyTimeoutMs;
+      const deferAtMostUntil = Date.now() + CHECKPOINT_DEFER_MAX_MS;
       for (let attempt = 0; ; attempt++) {
         const rings = this.#bell?.rings() ?? 0;
-        if (this.#tryBegin(attempt > 0 && Date.now() >= giveUpAt)) break;
-        if (attempt === 0) await new Promise((resolve) => setImmediate(resolve));
-        else if (this.#bell) await this.#bell.after(rings, Math.min(this.#pollMs, Math.max(1, giveUpAt - Date.now())));
+        const deferring = this.#bell !== null && this.#bell.writersHeld() && Date.now() < deferAtMostUntil;
+        if (!deferring && this.#tryBegin(attempt > 0 && Date.now() >= giveUpAt)) break;
+        if (attempt === 0 && !deferring) await new Promise((resolve) => setImmediate(resolve));
+        else if (this.#bell) await this.#bell.after(rings, Math.min(this.#pollMs, Math.max(1, (deferring ? deferAtMostUntil : giveUpAt) - Date.now())));
         else await new Promise((resolve) => setTimeout(resolve, this.#pollMs));
       }
       try {
