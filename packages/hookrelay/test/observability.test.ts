@@ -51,6 +51,11 @@ for (const engine of TEST_ENGINES) describe(`observability (${engine})`, () => {
     // The failed deliveries wait a minute for their retry: pending, but not due.
     assert.equal(metricValue(text, 'hookrelay_due_backlog'), 0);
     assert.equal(metricValue(text, 'hookrelay_oldest_due_age_seconds'), 0);
+    // The process's own health, under Node's usual names.
+    assert.ok(metricValue(text, 'process_resident_memory_bytes')! > 10 * 1024 * 1024, 'resident memory');
+    assert.ok(metricValue(text, 'process_cpu_seconds_total')! > 0, 'CPU used');
+    assert.ok(metricValue(text, 'nodejs_heap_size_used_bytes')! > 0, 'heap');
+    assert.notEqual(metricValue(text, 'nodejs_eventloop_lag_p99_seconds'), null, 'event loop delay');
   });
 
   test('the due backlog and its age show deliveries that wait', async (t) => {

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { AggregatorRegistry, Registry } from 'prom-client';
+import { AggregatorRegistry, collectDefaultMetrics, Registry } from 'prom-client';
 import { ConfigError } from '../config/config-error.js';
 import { dataDirectory, isPostgresUrl, sqlitePath, type HookrelayConfig } from '../config/config.js';
 import { loadMasterKey } from '../secrets/master-key.js';
@@ -117,6 +117,9 @@ export async function startServer(config: HookrelayConfig, logger: Logger = crea
   });
 
   const registry = new Registry();
+  // The process's own health, under the names every Node dashboard knows: resident memory, CPU,
+  // open file descriptors, heap, garbage collection, and the main event loop's delay (the API's).
+  collectDefaultMetrics({ register: registry });
   createBacklogMetrics(registry, () => storage.deliveries.backlog(Date.now()));
   const renderMetrics = async () => {
     const [own, theirs] = await Promise.all([registry.getMetricsAsJSON(), dispatcher ? dispatcher.metricsJson() : []]);
