@@ -311,6 +311,14 @@ async function measure(deployment, receiver, raw) {
     latencies.sort((a, b) => a - b);
     acknowledged.sort((a, b) => a - b);
 
+    // SQLite's WAL restarts over the whole run (they hold writers off; see docs/deploy.md).
+    const metricsText = await fetch(`${deployment.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } }).then((r) => r.text());
+    const metricSum = (name) =>
+      metricsText
+        .split('\n')
+        .filter((line) => line.startsWith(name + ' ') || line.startsWith(name + '{'))
+        .reduce((total, line) => total + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+    const walRestarts = metricSum('hookrelay_sqlite_wal_restarts_total');
     const result = {
       machine: `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`,
       deployment: deployment.label,
@@ -342,7 +350,13 @@ async function measure(deployment, receiver, raw) {
         publishAcknowledgedP50Ms: +percentile(acknowledged, 50).toFixed(1),
         publishAcknowledgedP99Ms: +percentile(acknowledged, 99).toFixed(1),
       },
-      ...(deployment.walBytes ? { sqliteWalPeakMiB: +(deployment.walBytes() / 1048576).toFixed(1) } : {}),
+      ...(deployment.walBytes
+        ? {
+            sqliteWalPeakMiB: +(deployment.walBytes() / 1048576).toFixed(1),
+            sqliteWalRestarts: walRestarts,
+            sqliteWalRestartHoldAvgMs: walRestarts > 0 ? +((metricSum('hookrelay_sqlite_wal_restart_hold_seconds_sum') / walRestarts) * 1000).toFixed(1) : null,
+          }
+        : {}),
     };
     console.log(JSON.stringify(result, null, 2));
     console.log(
@@ -353,7 +367,10 @@ async function measure(deployment, receiver, raw) {
         `CPU per delivery: Hookrelay ${cpuShare.hookrelayMicrosPerDelivery} µs` +
         (cpuMs.postgres === null ? '' : `, PostgreSQL ${cpuShare.postgresMicrosPerDelivery} µs`) +
         `, benchmark ${Math.round((cpuMs.bench * 1000) / expected)} µs` +
-        (result.sqliteWalPeakMiB === undefined ? '' : ` | WAL peak ${result.sqliteWalPeakMiB} MiB`) +
+        (result.sqliteWalPeakMiB === undefined
+          ? ''
+          : ` | WAL peak ${result.sqliteWalPeakMiB} MiB, ${result.sqliteWalRestarts} restarts` +
+            (result.sqliteWalRestartHoldAvgMs === null ? '' : ` holding writers ${result.sqliteWalRestartHoldAvgMs} ms on average`)) +
         '\n',
     );
     return result;

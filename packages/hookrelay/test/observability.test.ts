@@ -56,6 +56,9 @@ for (const engine of TEST_ENGINES) describe(`observability (${engine})`, () => {
     assert.ok(metricValue(text, 'process_cpu_seconds_total')! > 0, 'CPU used');
     assert.ok(metricValue(text, 'nodejs_heap_size_used_bytes')! > 0, 'heap');
     assert.notEqual(metricValue(text, 'nodejs_eventloop_lag_p99_seconds'), null, 'event loop delay');
+    // SQLite's WAL, from the checkpoint thread (PostgreSQL has no such thread).
+    if (engine === 'sqlite') assert.ok(metricValue(text, 'hookrelay_sqlite_wal_bytes')! >= 0, 'WAL in use');
+    else assert.equal(metricValue(text, 'hookrelay_sqlite_wal_bytes'), null);
   });
 
   test('the due backlog and its age show deliveries that wait', async (t) => {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { CommitBell } from '../src/storage/sqlite/commit-bell.js';
-import { restartDue, startCheckpointer } from '../src/storage/sqlite/checkpointer.js';
+import { restartDue, startCheckpointer, type CheckpointReport } from '../src/storage/sqlite/checkpointer.js';
 import { openSqliteConnection } from '../src/storage/sqlite/open-sqlite.js';
 
 const MiB = 1024 * 1024;
@@ -31,7 +31,8 @@ test('under writes that never pause, the WAL stays bounded: past its frame limit
   // Two writer threads and the checkpointer share one bell, as the API, the dispatcher and the
   // checkpointer of one process do.
   const bell = new CommitBell();
-  const checkpointer = startCheckpointer(path, { intervalMs: 20, restartAtFrames: 256, commitBell: bell.buffer });
+  const reports: CheckpointReport[] = [];
+  const checkpointer = startCheckpointer(path, { intervalMs: 20, restartAtFrames: 256, commitBell: bell.buffer, onReport: (report) => reports.push(report) });
   t.after(() => checkpointer.stop());
   const transactionsEach = 600;
   await Promise.all([writer(path, transactionsEach, bell), writer(path, transactionsEach, bell)]);
@@ -44,6 +45,11 @@ test('under writes that never pause, the WAL stays bounded: past its frame limit
   const walBytes = statSync(`${path}-wal`).size;
   t.diagnostic(`WAL peak: ${(walBytes / MiB).toFixed(1)} MiB`);
   assert.ok(walBytes < 24 * MiB, `the WAL peaked at ${(walBytes / MiB).toFixed(1)} MiB`);
+  // What the metrics are made of: the restarts, and how long each held the writers.
+  const restarts = reports.filter((r) => r.restartHoldMs !== null);
+  assert.ok(restarts.some((r) => r.restarted && r.walBytes === 0), 'a RESTART let the WAL start over');
+  assert.ok(restarts.every((r) => r.restartHoldMs! >= 0));
+  t.diagnostic(`${restarts.length} restarts; writers held ${Math.max(...restarts.map((r) => r.restartHoldMs!)).toFixed(1)} ms at most`);
 });
 
 test('a RESTART is due past the frame limit, once the passive copy reached the end of the WAL', () => {

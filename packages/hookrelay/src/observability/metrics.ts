@@ -46,6 +46,29 @@ export function createDispatcherMetrics(registry: Registry) {
 
 export type DispatcherMetrics = ReturnType<typeof createDispatcherMetrics>;
 
+/** Metrics of SQLite's WAL checkpoint thread (storage/sqlite/checkpointer-thread.ts). */
+export function createCheckpointMetrics(registry: Registry) {
+  const walBytes = new Gauge({ name: 'hookrelay_sqlite_wal_bytes', help: 'Bytes of SQLite write-ahead log in use (it starts over after a RESTART checkpoint)', registers: [registry] });
+  const restarts = new Counter({
+    name: 'hookrelay_sqlite_wal_restarts_total',
+    help: 'RESTART checkpoints run because the WAL passed its limit, by whether the WAL then started over',
+    labelNames: ['restarted'] as const,
+    registers: [registry],
+  });
+  const restartHold = new Histogram({
+    name: 'hookrelay_sqlite_wal_restart_hold_seconds',
+    help: 'How long writers were held off for a RESTART checkpoint (its copy and disk sync)',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [registry],
+  });
+  return (report: { walBytes: number; restartHoldMs: number | null; restarted: boolean }): void => {
+    walBytes.set(report.walBytes);
+    if (report.restartHoldMs === null) return;
+    restarts.inc({ restarted: String(report.restarted) });
+    restartHold.observe(report.restartHoldMs / 1000);
+  };
+}
+
 /** Backlog gauges are read from the database at scrape time, so they hold across processes. */
 export function createBacklogMetrics(registry: Registry, read: () => Promise<{ due: number; oldestDueAgeMs: number }>) {
   let last: Promise<{ due: number; oldestDueAgeMs: number }> | null = null;

@@ -16,8 +16,8 @@ import { openWakeSignal } from '../storage/open-wake-signal.js';
 import type { WakeSignal } from '../storage/wake-signal.js';
 import { MessageIngestor, type MessageAccepter } from '../ingest/message-ingestor.js';
 import { startDispatcherInProcess, startDispatcherThread, type DispatcherHandle } from '../dispatch/dispatcher-host.js';
-import { createApiMetrics, createBacklogMetrics } from '../observability/metrics.js';
-import { createLogger } from '../observability/logger.js';
+import { createApiMetrics, createBacklogMetrics, createCheckpointMetrics } from '../observability/metrics.js';
+import { componentLogger, createLogger } from '../observability/logger.js';
 import { buildApp, buildOperationsApp } from '../api/build-app.js';
 import type { ProcessStatus } from '../api/routes/health-routes.js';
 
@@ -80,7 +80,11 @@ export async function startServer(config: HookrelayConfig, logger: Logger = crea
   const initialApiKey = await bootstrapApiKey(config, storage, dataDir, logger);
   // The WAL checkpointer is SQLite's alone; PostgreSQL checkpoints by itself.
   const databasePath = storage.engine === 'sqlite' ? sqlitePath(config.databaseUrl) : null;
-  const checkpointer: Checkpointer | null = databasePath === null || databasePath === ':memory:' ? null : startCheckpointer(databasePath, commitBell ? { commitBell } : {});
+  const registry = new Registry();
+  const checkpointer: Checkpointer | null =
+    databasePath === null || databasePath === ':memory:'
+      ? null
+      : startCheckpointer(databasePath, { ...(commitBell ? { commitBell } : {}), onReport: createCheckpointMetrics(registry) });
 
   const role = config.role;
   if (role !== 'all' && storage.engine === 'sqlite') {
@@ -95,7 +99,7 @@ export async function startServer(config: HookrelayConfig, logger: Logger = crea
       ? null
       : inThread
         ? await startDispatcherThread(config, masterKey, logger, (error) => reportFailure(error), commitBell)
-        : startDispatcherInProcess(config, storage, logger.child({ component: 'dispatcher' }));
+        : startDispatcherInProcess(config, storage, componentLogger(logger, 'dispatcher'));
 
   const wakeSignal: WakeSignal = await openWakeSignal(config, {
     listen: dispatcher !== null,
@@ -113,10 +117,9 @@ export async function startServer(config: HookrelayConfig, logger: Logger = crea
     retentionMs: config.retentionMs,
     batchSize: config.retentionBatch,
     intervalMs: config.retentionIntervalMs,
-    logger: logger.child({ component: 'retention' }),
+    logger: componentLogger(logger, 'retention'),
   });
 
-  const registry = new Registry();
   // The process's own health, under the names every Node dashboard knows: resident memory, CPU,
   // open file descriptors, heap, garbage collection, and the main event loop's delay (the API's).
   collectDefaultMetrics({ register: registry });

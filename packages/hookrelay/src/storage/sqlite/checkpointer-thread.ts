@@ -4,17 +4,17 @@
  * loop (the API or the dispatcher) for as long as the copy takes. Here it runs beside them.
  *
  * A PASSIVE checkpoint never makes the WAL file shorter: the next writer starts writing it from
- * the beginning again only if, when it begins, every frame has been copied. Under load that never
- * pauses some commit always lands while the copy runs, so the WAL grew without end (hundreds of MB
- * in a minute of peak load, at about 5 KB per delivery). Past `restartAtFrames`, a RESTART
- * checkpoint takes the write lock, copies the few frames the passive one left, syncs, and waits
- * for readers to leave the WAL: the next commit then starts it over. That holds writers for one
- * copy and sync (a few ms) every few seconds of peak load, and never at ordinary rates.
+ * the beginning again only if, when it begins, every frame has been copied. While traffic flows
+ * some commit always lands while the copy runs (at 250 messages a second with retries, the WAL
+ * grew 13 MB a second), so the WAL grew without end. Past `restartAtFrames`, a RESTART checkpoint
+ * takes the write lock, copies the few frames the passive one left, syncs, and waits for readers
+ * to leave the WAL: the next commit then starts it over. That holds writers for one copy and sync
+ * (a few ms; the hold is reported for hookrelay_sqlite_wal_restart_hold_seconds) every few seconds.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import BetterSqlite3 from 'better-sqlite3';
 import { CommitBell } from './commit-bell.js';
-import { restartDue, type CheckpointResult } from './checkpointer.js';
+import { restartDue, type CheckpointReport, type CheckpointResult } from './checkpointer.js';
 
 const { path, intervalMs, restartAtFrames, commitBell } = workerData as {
   path: string;
@@ -37,23 +37,34 @@ function checkpoint(mode: 'PASSIVE' | 'RESTART'): CheckpointResult {
   return (connection.pragma(`wal_checkpoint(${mode})`) as CheckpointResult[])[0]!;
 }
 
+const pageSize = Number(connection.pragma('page_size', { simple: true }));
+
 const timer = setInterval(() => {
   try {
     // PASSIVE never waits for readers or writers: it copies what it can and tries again later.
     const passive = checkpoint('PASSIVE');
-    if (!restartDue(passive, restartAtFrames)) return;
+    if (!restartDue(passive, restartAtFrames)) return report({ walBytes: passive.log * pageSize, restartHoldMs: null, restarted: false });
     // Hot-path writers retry the lock at once when it frees, so a RESTART waiting in SQLite's busy
     // handler (which sleeps 1, 2, 5 ms... between tries) would rarely get it: they hold off meanwhile.
+    const heldAt = performance.now();
     bell?.holdWriters();
+    let restart: CheckpointResult;
     try {
-      checkpoint('RESTART');
+      restart = checkpoint('RESTART');
     } finally {
       bell?.releaseWriters();
     }
+    // busy = 0: every frame copied and no reader left in the WAL, so the next commit starts it over.
+    const restarted = restart.busy === 0;
+    report({ walBytes: restarted ? 0 : restart.log * pageSize, restartHoldMs: performance.now() - heldAt, restarted });
   } catch {
     // SQLITE_BUSY or a locked file: the next tick tries again.
   }
 }, intervalMs);
+
+function report(checkpointReport: CheckpointReport): void {
+  parentPort!.postMessage(checkpointReport);
+}
 
 parentPort!.on('message', (message: string) => {
   if (message !== 'stop') return;

@@ -15,12 +15,24 @@ export interface CheckpointerOptions {
   restartAtFrames?: number;
   /** The process's commit bell (commit-bell.ts): rung when a RESTART lets go of the write lock. */
   commitBell?: SharedArrayBuffer;
+  /** Called after every checkpoint with what it found (for metrics). */
+  onReport?: (report: CheckpointReport) => void;
+}
+
+/** What one tick of the checkpoint thread found and did. */
+export interface CheckpointReport {
+  /** Bytes of WAL the next commit appends after (0 right after a RESTART). */
+  walBytes: number;
+  /** How long writers were held off for a RESTART, in ms; null when none ran. */
+  restartHoldMs: number | null;
+  /** Whether that RESTART let the WAL start over (false: a reader or writer kept it, retried next tick). */
+  restarted: boolean;
 }
 
 /**
- * 16,384 frames: 64 MiB of WAL with SQLite's 4 KiB pages. At 1,000 messages a second the WAL
- * starts over by itself long before this (a few MB); under a sustained peak (about 5 KB of WAL per
- * delivery) a RESTART then comes every few seconds.
+ * 16,384 frames: 64 MiB of WAL with SQLite's 4 KiB pages. A commit adds a page per index leaf it
+ * touches, so the WAL grows 5-13 KB per delivery; at 1,000 deliveries a second a RESTART comes
+ * every few seconds. A lower limit means more restarts, each holding writers for a disk sync.
  */
 export const DEFAULT_RESTART_AT_FRAMES = 16_384;
 
@@ -51,6 +63,8 @@ export function startCheckpointer(path: string, options: CheckpointerOptions = {
     ...(options.commitBell ? { commitBell: options.commitBell } : {}),
   };
   const worker = new Worker(new URL('./checkpointer-thread.js', import.meta.url), { workerData });
+  const onReport = options.onReport;
+  if (onReport) worker.on('message', (report: CheckpointReport) => onReport(report));
   const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
   return {
     async stop() {
