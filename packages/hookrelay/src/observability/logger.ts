@@ -17,7 +17,8 @@ export function createLogger(level: HookrelayConfig['logLevel'], component: stri
  * own name. A pino child of a component logger would carry `component` twice in every line.
  */
 export function componentLogger(logger: Logger, component: string): Logger {
-  const sibling = (roots.get(logger) ?? logger).child({ component });
-  roots.set(sibling, roots.get(logger) ?? logger);
+  const root = roots.get(logger) ?? logger;
+  const sibling = root.child({ component });
+  roots.set(sibling, root);
   return sibling;
 }

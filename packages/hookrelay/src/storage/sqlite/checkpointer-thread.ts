@@ -7,10 +7,12 @@
  * the beginning again only if, when it begins, every frame has been copied. While traffic flows
  * some commit always lands while the copy runs (at 250 messages a second with retries, the WAL
  * grew 13 MB a second): it reached 258 MiB in every benchmark run, the writers' autocheckpoint
- * threshold (open-sqlite.ts), where the API's or the dispatcher's own thread does the copy. Past
- * `restartAtFrames`, a RESTART checkpoint takes the write lock, copies the few frames the passive one left, syncs, and waits for readers
- * to leave the WAL: the next commit then starts it over. That holds writers for one copy and sync
- * (a few ms; the hold is reported for hookrelay_sqlite_wal_restart_hold_seconds) every few seconds.
+ * threshold (open-sqlite.ts), where the API's or the dispatcher's own thread does the copy.
+ *
+ * Past `restartAtFrames`, a RESTART checkpoint takes the write lock, copies the few frames the
+ * passive one left, syncs, and waits for readers to leave the WAL: the next commit then starts it
+ * over. That holds writers for one copy and sync (a few ms, reported as
+ * hookrelay_sqlite_wal_restart_hold_seconds) every few seconds.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import BetterSqlite3 from 'better-sqlite3';

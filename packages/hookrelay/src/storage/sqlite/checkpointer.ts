@@ -13,7 +13,7 @@ export interface CheckpointerOptions {
    * never pauses (see checkpointer-thread.ts).
    */
   restartAtFrames?: number;
-  /** The process's commit bell (commit-bell.ts): rung when a RESTART lets go of the write lock. */
+  /** The process's commit bell (commit-bell.ts): its writers hold off during a RESTART, and it rings when that ends. */
   commitBell?: SharedArrayBuffer;
   /** Called after every checkpoint with what it found (for metrics). */
   onReport?: (report: CheckpointReport) => void;
