@@ -12,8 +12,9 @@
 //   slow       200 after 200 ms (its cap of 20 requests in flight still keeps up with its share);
 // and one more application, which gets every SOAK_DEAD_EVERY-th message (default 200), has an
 // endpoint that never answers (each attempt times out; its deliveries end failed; its cap of 20
-// requests in flight for 3 s each keeps up with that share). SOAK_RATE messages/s (default 250, so 1,000 deliveries/s before
-// retries) for SOAK_SECONDS (default 300); latencies leave out the first SOAK_WARMUP_SECONDS (10).
+// requests in flight for 3 s each keeps up with that share). SOAK_RATE messages/s (default 250,
+// so 1,000 deliveries/s before retries) for SOAK_SECONDS (default 300); latencies leave out the
+// first SOAK_WARMUP_SECONDS (10). SOAK_KINDS picks the kinds (see KINDS below).
 // Bounded by count and a deadline; 127.0.0.1 only.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
