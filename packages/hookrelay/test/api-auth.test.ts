@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { registeredRoutes } from '../src/api/build-app.js';
 import { generateApiKey, hashApiKey, isPublicRoute } from '../src/api/plugins/authenticate.js';
@@ -61,7 +62,11 @@ for (const engine of TEST_ENGINES) describe(`authentication (${engine})`, () => 
     });
 
     it('accepts the configured admin key and keys stored (hashed) in the database', async () => {
-      assert.equal((await h.request('GET', '/api/v1/app')).status, 200, 'config.apiKey');
+      const admin = await h.request('GET', '/api/v1/app');
+      assert.equal(admin.status, 200, 'config.apiKey');
+      assert.equal(admin.headers.get('www-authenticate'), null, 'only a 401 names the scheme');
+      // The stored form is plain sha256 hex, so keys made by other tools (or by hand) can be stored.
+      assert.equal(hashApiKey('hr_example'), createHash('sha256').update('hr_example').digest('hex'));
       const key = generateApiKey();
       const unknown = await h.request('GET', '/api/v1/app', { token: key });
       assert.equal(unknown.status, 401, 'not yet stored');

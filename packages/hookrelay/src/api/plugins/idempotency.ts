@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { HookrelayError } from '../../core/errors.js';
 import type { IdempotentResponse } from '../../ingest/message-ingestor.js';
@@ -99,7 +99,7 @@ export function markStoredByRoute(request: FastifyRequest): void {
 /** Method, URL with query, and the validated body: the same request hashes the same. */
 export function requestHash(method: string, url: string, body: unknown): string {
   const text = body === undefined ? '' : JSON.stringify(body);
-  return createHash('sha256').update(`${method}\n${url}\n${text}`).digest('hex');
+  return hash('sha256', `${method}\n${url}\n${text}`, 'hex');
 }
 
 function hashRequest(request: FastifyRequest): string {
