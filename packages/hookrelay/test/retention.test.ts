@@ -8,7 +8,7 @@ import { SecretBox } from '../src/secrets/secret-box.js';
 import { generateEndpointSecret } from '../src/signing/endpoint-secret.js';
 import type { Message } from '../src/storage/models.js';
 import { openStorage } from '../src/storage/open-storage.js';
-import type { RetentionBatchResult, RetentionStore, Storage } from '../src/storage/storage.js';
+import { newRetentionCursor, type RetentionBatchResult, type RetentionCursor, type RetentionStore, type Storage } from '../src/storage/storage.js';
 import { idAt } from './helpers/id-at.js';
 import { createTestDatabase, TEST_ENGINES, type TestDatabase } from './helpers/test-database.js';
 import { TEST_ENDPOINT } from './helpers/storage-fixtures.js';
@@ -70,11 +70,14 @@ async function seed(storage: Storage, now: number) {
   return { old, young, pendingClaim };
 }
 
-/** Runs batches of `limit` until one is short in every kind, as the sweeper does; returns them all. */
-async function sweepAll(retention: RetentionStore, cutoff: number, now: number, limit: number): Promise<RetentionBatchResult[]> {
+/**
+ * Runs batches of `limit` until one is short in every kind, as the sweeper does (with one cursor
+ * for the sweep, unless `cursor` is null); returns them all.
+ */
+async function sweepAll(retention: RetentionStore, cutoff: number, now: number, limit: number, cursor: RetentionCursor | null = newRetentionCursor()): Promise<RetentionBatchResult[]> {
   const batches: RetentionBatchResult[] = [];
   for (;;) {
-    const batch = await retention.deleteExpiredBatch(cutoff, now, limit);
+    const batch = await retention.deleteExpiredBatch(cutoff, now, limit, cursor ?? undefined);
     batches.push(batch);
     if (Object.values(batch).every((n) => n < limit)) return batches;
   }
@@ -124,6 +127,94 @@ for (const engine of TEST_ENGINES) describe(`retention store (${engine})`, () =>
     const after = await assertConsistent(database);
     assert.equal(after['attempts']!.length, 7);
     assert.deepEqual(await storage.retention.deleteExpiredBatch(now - RETENTION_MS, now, 3), NOTHING, 'nothing left to delete');
+  });
+
+  /**
+   * Forty messages from 40 days ago, one millisecond apart: every fourth to an application with
+   * no endpoint (no deliveries at all), the rest to two endpoints, every fifth of those with one
+   * delivery still pending. Plus two young ones. Returns the messages in order of id.
+   */
+  async function seedMixed(storage: Storage, now: number) {
+    const fanned = await storage.applications.create({ name: 'two endpoints', uid: null, rateLimit: null, metadata: {} });
+    const silent = await storage.applications.create({ name: 'no endpoint', uid: null, rateLimit: null, metadata: {} });
+    for (let i = 0; i < 2; i++) await storage.endpoints.create(fanned.id, ENDPOINT, {}, generateEndpointSecret());
+    const at = (i: number) => (i < 40 ? now - 40 * DAY + i : now - DAY + i);
+    const messages: Message[] = Array.from({ length: 42 }, (_, i) => ({
+      id: idAt('msg', at(i)), appId: i % 4 === 3 ? silent.id : fanned.id, eventType: 'order.created', eventId: null, payload: '{"n":1}', channels: null, tags: null, createdAt: at(i),
+    }));
+    assert.ok((await storage.ingest.acceptBatch(messages.map((message) => ({ message, idempotency: null })), (endpoints) => endpoints)).every((o) => o.ok));
+    const claims = await storage.deliveries.claimDue(now, 60_000, 200, 200, []);
+    assert.equal(claims.length, 64, '32 messages (30 old, 2 young) with two deliveries each');
+    const index = new Map(messages.map((m, i) => [m.id, i]));
+    const pendingFor = new Set<string>();
+    await storage.deliveries.complete(
+      claims.map((claim) => {
+        const i = index.get(claim.msgId)!;
+        const createdAt = at(i) + 1_000;
+        // One delivery of every fifth fanned-out message is still to be retried: it and its message stay.
+        if (i % 5 === 0 && !pendingFor.has(claim.msgId)) {
+          pendingFor.add(claim.msgId);
+          return outcomeOf(claim, { createdAt, result: 'failure', retryAt: now + 3_600_000, attemptId: idAt('atmpt', createdAt) });
+        }
+        return outcomeOf(claim, { createdAt, attemptId: idAt('atmpt', createdAt) });
+      }),
+      { disableAfterMs: null },
+    );
+    return messages.sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+
+  test('a sweep that carries a cursor deletes exactly what batches from the oldest rows delete', async (t) => {
+    const now = Date.now();
+    const remaining: Record<string, unknown[]>[] = [];
+    for (const cursor of [newRetentionCursor(), null]) {
+      const { storage, database } = await openFresh(t, engine);
+      const messages = await seedMixed(storage, now);
+      // Ids differ between the two databases (random parts): rows are compared by message position.
+      const position = (id: string) => messages.findIndex((m) => m.id === id);
+      const batches = await sweepAll(storage.retention, now - RETENTION_MS, now, 3, cursor);
+      for (const batch of batches) for (const n of Object.values(batch)) assert.ok(n <= 3, `a batch deleted ${n} rows of one kind`);
+      // Old: 40 messages, 30 of them with two deliveries and an attempt each (60), of which 6 have
+      // one still pending (0, 5, 10, 20, 25, 30). Kept: those 6 messages and their pending deliveries.
+      assert.deepEqual(sum(batches), { messages: 34, deliveries: 54, attempts: 60, idempotencyKeys: 0 }, cursor ? 'with a cursor' : 'without');
+      const dump = await assertConsistent(database);
+      const order = (a: number, b: number) => a - b;
+      remaining.push({
+        messages: dump['messages']!.map((m) => position((m as { id: string }).id)).sort(order),
+        deliveries: dump['deliveries']!.map((d) => position((d as { msg_id: string }).msg_id)).sort(order),
+      });
+    }
+    assert.deepEqual(remaining[0], remaining[1]);
+  });
+
+  test("each batch starts where the sweep's last one stopped, and messages are not looked at past the deliveries' progress", async (t) => {
+    const { storage } = await openFresh(t, engine);
+    const now = Date.now();
+    const messages = await seedMixed(storage, now);
+    const position = (id: string | null) => (id === null ? -1 : messages.findIndex((m) => m.id === id));
+    const cursor = newRetentionCursor();
+    // Batch 1 (limit 4): message 0's finished delivery (the other is pending), message 1's two,
+    // one of message 2's. Then the messages up to message 2: only message 1 has none left.
+    // Message 3 has no deliveries at all, but lies past them: a later batch takes it.
+    const first = await storage.retention.deleteExpiredBatch(now - RETENTION_MS, now, 4, cursor);
+    assert.equal(first.deliveries, 4);
+    assert.equal(position(cursor.deliveriesFrom), 2, 'the deliveries stopped at message 2');
+    assert.equal(first.messages, 1, 'message 1 only');
+    assert.equal(position(cursor.messagesAfter), 1);
+    // Batch 2: message 2's other delivery, message 4's two, message 5's finished one; then
+    // messages 2, 3 and 4 (5 keeps a pending delivery).
+    const second = await storage.retention.deleteExpiredBatch(now - RETENTION_MS, now, 4, cursor);
+    assert.equal(second.deliveries, 4);
+    assert.equal(position(cursor.deliveriesFrom), 5);
+    assert.equal(second.messages, 3);
+    assert.equal(position(cursor.messagesAfter), 4);
+    // Message 0's pending delivery finishes now: this sweep has walked past it, the next one deletes it.
+    const [retry] = (await storage.deliveries.claimDue(now + 3_600_000, 60_000, 100, 100, [])).filter((c) => c.msgId === messages[0]!.id);
+    await storage.deliveries.complete([outcomeOf(retry!, { createdAt: now, attemptId: idAt('atmpt', now) })], { disableAfterMs: null });
+    await sweepAll(storage.retention, now - RETENTION_MS, now, 4, cursor);
+    assert.ok(await storage.messages.find(messages[0]!.appId, messages[0]!.id), 'behind this sweep: kept until the next');
+    const next = sum(await sweepAll(storage.retention, now - RETENTION_MS, now, 4));
+    assert.equal(next.messages, 1);
+    assert.equal(await storage.messages.find(messages[0]!.appId, messages[0]!.id), null);
   });
 
   test('a cutoff of 0 (retention off) keeps messages and attempts; expired idempotency keys still go', async (t) => {

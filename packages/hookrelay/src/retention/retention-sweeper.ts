@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { RetentionBatchResult, Storage } from '../storage/storage.js';
+import { newRetentionCursor, type RetentionBatchResult, type Storage } from '../storage/storage.js';
 
 export interface RetentionSweeperOptions {
   storage: Pick<Storage, 'retention'>;
@@ -24,7 +24,8 @@ export interface RetentionSweeper {
  * get the write lock at least half the time however much there is to delete, and the event loop
  * of the process running the sweep is never held for more than one batch.
  *
- * The cutoff is fixed when a sweep starts, so a sweep always ends. A failing batch (database
+ * The cutoff is fixed when a sweep starts, so a sweep always ends. Its batches carry one cursor,
+ * so each starts where the last one stopped (RetentionCursor). A failing batch (database
  * unreachable) ends the sweep with an error logged; the next sweep tries again.
  */
 export function startRetentionSweeper(options: RetentionSweeperOptions): RetentionSweeper {
@@ -54,10 +55,12 @@ export function startRetentionSweeper(options: RetentionSweeperOptions): Retenti
     const startedAt = Date.now();
     const cutoff = retentionMs > 0 ? startedAt - retentionMs : 0;
     const total: RetentionBatchResult = { messages: 0, deliveries: 0, attempts: 0, idempotencyKeys: 0 };
+    // One per sweep: what a sweep kept (a pending delivery's message) is looked at again by the next.
+    const cursor = newRetentionCursor();
     let batches = 0;
     while (!stopped) {
       const batchStart = performance.now();
-      const batch = await storage.retention.deleteExpiredBatch(cutoff, startedAt, batchSize);
+      const batch = await storage.retention.deleteExpiredBatch(cutoff, startedAt, batchSize, cursor);
       batches++;
       for (const kind of RESULT_KINDS) total[kind] += batch[kind];
       // Less than a full batch of every kind: nothing expired is left (deliveries go before the

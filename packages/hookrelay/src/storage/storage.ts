@@ -374,13 +374,31 @@ export interface RetentionBatchResult {
   idempotencyKeys: number;
 }
 
+/**
+ * How far the batches of one sweep have walked, by id: the next batch starts there rather than
+ * at the oldest row. Rows a sweep must keep (a message whose delivery is still pending, and that
+ * delivery) are then walked past once per sweep instead of once per batch. Start each sweep
+ * with newRetentionCursor(): rows kept by one sweep may be deletable by the next.
+ */
+export interface RetentionCursor {
+  /** Deliveries: the highest message id a deleted delivery had (a message's others may remain). */
+  deliveriesFrom: string | null;
+  /** Messages: the highest id deleted so far. */
+  messagesAfter: string | null;
+}
+
+export function newRetentionCursor(): RetentionCursor {
+  return { deliveriesFrom: null, messagesAfter: null };
+}
+
 export interface RetentionStore {
   /**
    * Deletes one batch of expired data, at most `limit` rows of each kind, each kind in a short
    * transaction of its own: attempts made before `cutoff` (epoch ms), finished deliveries of
    * messages created before it, those messages once none of their deliveries is left (a message
    * with a pending delivery stays), and idempotency keys expired at `now`. A `cutoff` of 0 keeps
-   * messages and attempts.
+   * messages and attempts. Starts where `cursor` says and advances it past what it walked;
+   * without one, each call starts from the oldest rows.
    */
-  deleteExpiredBatch(cutoff: number, now: number, limit: number): Promise<RetentionBatchResult>;
+  deleteExpiredBatch(cutoff: number, now: number, limit: number, cursor?: RetentionCursor): Promise<RetentionBatchResult>;
 }
