@@ -14,6 +14,7 @@ import { createTestDatabase, TEST_ENGINES, type TestDatabase } from './helpers/t
 import { TEST_ENDPOINT } from './helpers/storage-fixtures.js';
 import { waitFor } from './helpers/wait-for.js';
 import { outcomeOf } from './helpers/outcomes.js';
+import { startTestPlatform } from './helpers/platform.js';
 
 const DAY = 86_400_000;
 const RETENTION_MS = 30 * DAY;
@@ -305,5 +306,22 @@ describe('retention sweeper', () => {
     const error = lines.find((l) => l['level'] === 50);
     assert.match(String(error?.['msg']), /retention sweep failed/);
     assert.match(JSON.stringify(error?.['err']), /database unreachable/);
+  });
+});
+
+for (const engine of TEST_ENGINES) describe(`retention in the running server (${engine})`, () => {
+  test('the server sweeps: a message older than HOOKRELAY_RETENTION goes, a young one stays', async (t) => {
+    const platform = await startTestPlatform({ engine, retentionMs: 60_000, retentionIntervalMs: 1_000 });
+    t.after(() => platform.close());
+    const app = await platform.api('POST', '/api/v1/app', { name: 'retention' });
+    assert.equal(app.status, 201);
+    // Written as if published two minutes ago (the API dates messages now); no endpoint, so no deliveries.
+    const now = Date.now();
+    const old: Message = { id: idAt('msg', now - 120_000), appId: app.body.id, eventType: 'order.created', eventId: null, payload: '{}', channels: null, tags: null, createdAt: now - 120_000 };
+    assert.ok((await platform.server.storage.ingest.acceptBatch([{ message: old, idempotency: null }], (endpoints) => endpoints))[0]!.ok);
+    const young = await platform.api('POST', `/api/v1/app/${app.body.id}/msg`, { eventType: 'order.created', payload: {} });
+    assert.equal(young.status, 202);
+    await waitFor('the next sweep to delete the old message', async () => (await platform.api('GET', `/api/v1/app/${app.body.id}/msg/${old.id}`)).status === 404, 15_000);
+    assert.equal((await platform.api('GET', `/api/v1/app/${app.body.id}/msg/${young.body.id}`)).status, 200);
   });
 });
