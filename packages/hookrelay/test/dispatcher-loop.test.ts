@@ -42,7 +42,7 @@ function fakeStorage(due: ClaimedDelivery[]) {
       return due.length > 0 ? Date.now() : null;
     },
   };
-  return { storage: { deliveries } as unknown as Storage, calls, completed };
+  return { storage: { engine: 'sqlite', deliveries } as unknown as Storage, calls, completed };
 }
 
 /** A sender whose requests finish only when the test says so. */
@@ -108,4 +108,36 @@ test('while out of slots the loop does not poll; finished requests let it claim 
   for (const p of sender.pending.splice(0, 16)) p.finish();
   await waitFor('16 outcomes recorded and 16 more requests started', () => completed.length === 16 && sender.pending.length === 16);
   assert.ok(calls.claimDue > before.claimDue);
+});
+
+test("outcomes wait out their engine's interval, or are written at once when half of maxInFlight wait", async (t) => {
+  // Only setTimeout is frozen: the flush timer moves only when ticked; setImmediate still turns the loop.
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const turns = async (count = 50) => {
+    for (let i = 0; i < count; i++) await new Promise((resolve) => setImmediate(resolve));
+  };
+  for (const [engine, intervalMs] of [['sqlite', 50], ['postgres', 20]] as const) {
+    const due = Array.from({ length: 15 }, (_, i) => delivery(i, `ep_${i}`));
+    const { storage, completed } = fakeStorage(due);
+    (storage as { engine: string }).engine = engine;
+    const sender = manualSender();
+    // maxInFlight 16: a batch is written at once when 8 outcomes wait.
+    const dispatcher = dispatcherFor(storage, sender, 16, 5);
+    dispatcher.start();
+    await turns();
+    assert.equal(sender.pending.length, 15, engine);
+    for (const p of sender.pending.splice(0, 7)) p.finish();
+    await turns();
+    assert.equal(completed.length, 0, `${engine}: 7 outcomes wait for the interval`);
+    t.mock.timers.tick(intervalMs - 1);
+    await turns();
+    assert.equal(completed.length, 0, `${engine}: still waiting 1 ms before the end of ${intervalMs} ms`);
+    t.mock.timers.tick(1);
+    await turns();
+    assert.equal(completed.length, 7, `${engine}: written after ${intervalMs} ms`);
+    for (const p of sender.pending.splice(0, 8)) p.finish();
+    await turns();
+    assert.equal(completed.length, 15, `${engine}: 8 waiting outcomes are written without a tick`);
+    await dispatcher.stop();
+  }
 });

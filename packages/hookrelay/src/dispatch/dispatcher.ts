@@ -53,9 +53,9 @@ interface Job {
 const MIN_CLAIM = 16;
 const MAX_CLAIM = 500;
 /**
- * A batch this large (or maxInFlight, if smaller) is written without waiting out
+ * A batch this large (or half of maxInFlight, if smaller) is written without waiting out
  * OUTCOME_FLUSH_MS: unwritten outcomes hold slots (see #unsettled), so waiting longer would only
- * stall the claim loop.
+ * stall the claim loop. Half leaves the other half for requests while a batch fills.
  */
 const OUTCOME_FLUSH_MAX = 500;
 /**
@@ -91,6 +91,8 @@ export class Dispatcher {
   #flushScheduled = false;
   #flushTimer: NodeJS.Timeout | undefined;
   readonly #flushAt: number;
+  /** How long outcomes wait to be written with others (OUTCOME_FLUSH_MS, by engine). */
+  readonly #flushMs: number;
   /** Lease a waiting delivery must have left to be started (see DispatcherOptions.requestTimeoutMs). */
   readonly #startMarginMs: number;
   /** Handoffs being taken (their targets loading): stop() waits for them. */
@@ -129,7 +131,8 @@ export class Dispatcher {
   constructor(options: DispatcherOptions) {
     this.#o = options;
     this.#idlePollMs = options.idlePollMs ?? 1_000;
-    this.#flushAt = Math.max(1, Math.min(OUTCOME_FLUSH_MAX, options.maxInFlight));
+    this.#flushAt = Math.max(1, Math.min(OUTCOME_FLUSH_MAX, Math.floor(options.maxInFlight / 2)));
+    this.#flushMs = OUTCOME_FLUSH_MS[options.storage.engine];
     this.#startMarginMs = deliveryStartMarginMs(options.requestTimeoutMs, options.leaseMs);
   }
 
@@ -555,9 +558,10 @@ export class Dispatcher {
   }
 
   /**
-   * Outcomes are written in batches, one transaction every OUTCOME_FLUSH_MS (or OUTCOME_FLUSH_MAX
-   * outcomes) at most: each write takes SQLite's single write lock, which the API's group commits also need, so fewer and
-   * larger transactions leave the API waiting less. Until written, a delivery stays leased.
+   * Outcomes are written in batches: one transaction per OUTCOME_FLUSH_MS of the engine, or as
+   * soon as #flushAt outcomes wait. On SQLite each write takes the single write lock, which the
+   * API's group commits also need, so fewer and larger transactions leave the API waiting less.
+   * Until written, a delivery stays leased.
    */
   #scheduleFlush(): void {
     if (this.#outcomes.length === this.#flushAt) {
@@ -571,7 +575,7 @@ export class Dispatcher {
     this.#flushTimer = setTimeout(() => {
       this.#flushScheduled = false;
       this.#flushing = this.#flushing.then(() => this.#flush());
-    }, OUTCOME_FLUSH_MS);
+    }, this.#flushMs);
   }
 
   async #flush(): Promise<void> {
