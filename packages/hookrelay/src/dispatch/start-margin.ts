@@ -5,7 +5,7 @@
  * endpoint and by message, the deliveries rows) and takes the one write lock the API's group
  * commits also need, so its cost grows with the number of transactions more than with their size.
  * 20 ms batches cost about 3 us less per delivery than 5 ms ones (session 2); 50 ms ones 3-5 % less
- * of Hookrelay's CPU than 20 ms ones, and about half the WAL; 100 ms ones no less than 50 ms ones
+ * of Hookrelay's CPU than 20 ms ones, with fewer WAL frames; 100 ms ones no less than 50 ms ones
  * (bench/compare-cpu.js, 1,000 msg/s, session 10).
  *
  * PostgreSQL: an endpoint's concurrency cap counts leases until their outcome is written, so a
