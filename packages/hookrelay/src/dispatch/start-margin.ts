@@ -1,3 +1,5 @@
+import type { Storage } from '../storage/storage.js';
+
 /**
  * Outcomes wait this long at most before they are written, by engine.
  *
@@ -11,7 +13,7 @@
  * PostgreSQL: an endpoint's concurrency cap counts leases until their outcome is written, so a
  * longer wait lowers what one endpoint can take; its commits cost no lock the API waits for.
  */
-export const OUTCOME_FLUSH_MS: Readonly<Record<'sqlite' | 'postgres', number>> = { sqlite: 50, postgres: 20 };
+export const OUTCOME_FLUSH_MS: Readonly<Record<Storage['engine'], number>> = { sqlite: 50, postgres: 20 };
 
 const LONGEST_OUTCOME_FLUSH_MS = Math.max(OUTCOME_FLUSH_MS.sqlite, OUTCOME_FLUSH_MS.postgres);
 

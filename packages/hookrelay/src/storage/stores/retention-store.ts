@@ -95,9 +95,10 @@ export class KyselyRetentionStore implements RetentionStore {
   }
 
   /**
-   * Expired messages none of whose deliveries is left. Messages kept for a pending delivery sit
-   * at the low end of the walk and are passed over by every batch until it finishes; there are
-   * few of them (the retry schedule ends long before the retention, by default).
+   * Expired messages none of whose deliveries is left, from after the last one this sweep
+   * deleted up to `upTo` (where this batch's deliveries stopped; null: the cutoff). Messages kept
+   * for a pending delivery are passed over once per sweep, and deleted by a later sweep once it
+   * finishes.
    *
    * A manual resend of a message deleted at that very moment loses the race: it finds no message
    * (404) if the delete came first, or (PostgreSQL, resend first) the delete waits for its
