@@ -1,0 +1,131 @@
+// What the SQLite schema costs the hot path, per delivery, and what leaner schemas would save.
+// `node bench/sqlite-schema-variants.js` (build first). A model of one delivery's statements, run
+// in one thread on a fresh SQLite file per case with the server's pragmas: the publish group's
+// transaction (message row, the application's endpoints read, a delivery row already leased, as
+// a handoff writes it; groups of VARIANTS_GROUP) and the outcome batch's (attempt row, delivery
+// finished; batches of 256), with a RESTART checkpoint every 50 groups. It prints the CPU per
+// delivery of each transaction kind, and the WAL frames (4 KiB pages) written per delivery. The schema is 0001-initial plus 0007's index, reduced to
+// what these statements touch. Variants, each alone and together:
+//   msg    messages without the text primary key: UNIQUE (app_id, id), which also serves listing
+//          by application, and deliveries referencing (app_id, msg_id);
+//   att    attempts without the text primary key: UNIQUE (msg_id, id) instead of attempts_by_msg;
+//   lease  leased deliveries in a status of their own (3, Svix's "sending") with one small index
+//          of their own, out of deliveries_due and deliveries_due_by_endpoint;
+//   nofk   foreign keys off.
+// Cases run in turn, twice (the machine's speed drifts); no network; bounded by VARIANTS_DELIVERIES.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { newId } from '../packages/hookrelay/dist/src/core/ids.js';
+
+const DELIVERIES = Number(process.env.VARIANTS_DELIVERIES ?? 60_000);
+const GROUP = Number(process.env.VARIANTS_GROUP ?? 64);
+const APPS = 10;
+const OUTCOME_BATCH = 256;
+const CASES = ['base', 'msg', 'att', 'lease', 'msg+att+lease', 'nofk'];
+const PAYLOAD = JSON.stringify({ id: 1, amount: 1999, currency: 'EUR' });
+
+function schema(v) {
+  const msgPk = !v.has('msg');
+  const attPk = !v.has('att');
+  return `
+CREATE TABLE applications (id TEXT PRIMARY KEY, name TEXT);
+CREATE TABLE endpoints (id TEXT PRIMARY KEY, app_id TEXT NOT NULL REFERENCES applications(id) ON DELETE CASCADE, url TEXT, disabled INTEGER NOT NULL DEFAULT 0, updated_at INTEGER);
+CREATE TABLE messages (id TEXT ${msgPk ? 'PRIMARY KEY' : 'NOT NULL'}, app_id TEXT NOT NULL REFERENCES applications(id) ON DELETE CASCADE, event_type TEXT NOT NULL, event_id TEXT,
+  payload TEXT NOT NULL, channels TEXT, tags TEXT, created_at INTEGER NOT NULL, expunged_at INTEGER ${msgPk ? '' : ', UNIQUE (app_id, id)'});
+CREATE UNIQUE INDEX messages_unique_event_id ON messages (app_id, event_id) WHERE event_id IS NOT NULL;
+${msgPk ? 'CREATE INDEX messages_by_app ON messages (app_id, id);' : ''}
+CREATE TABLE deliveries (id INTEGER PRIMARY KEY, msg_id TEXT NOT NULL ${msgPk ? 'REFERENCES messages(id) ON DELETE CASCADE' : ''},
+  endpoint_id TEXT NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE, app_id TEXT NOT NULL, status INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER, lease_token TEXT, trigger_type INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+  UNIQUE (msg_id, endpoint_id) ${msgPk ? '' : ', FOREIGN KEY (app_id, msg_id) REFERENCES messages (app_id, id) ON DELETE CASCADE'});
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at, endpoint_id) WHERE status = 1;
+CREATE INDEX deliveries_by_endpoint ON deliveries (endpoint_id);
+CREATE INDEX deliveries_due_by_endpoint ON deliveries (endpoint_id, next_attempt_at) WHERE status = 1;
+${v.has('lease') ? 'CREATE INDEX deliveries_leased ON deliveries (next_attempt_at) WHERE status = 3;' : ''}
+CREATE TABLE attempts (id TEXT ${attPk ? 'PRIMARY KEY' : 'NOT NULL'}, msg_id TEXT NOT NULL, endpoint_id TEXT NOT NULL, app_id TEXT NOT NULL, url TEXT NOT NULL,
+  status INTEGER NOT NULL, response_status_code INTEGER NOT NULL, response TEXT NOT NULL, response_duration_ms INTEGER NOT NULL, trigger_type INTEGER NOT NULL,
+  error_code TEXT, created_at INTEGER NOT NULL);
+CREATE INDEX attempts_by_endpoint ON attempts (endpoint_id, id);
+CREATE ${attPk ? '' : 'UNIQUE'} INDEX attempts_by_msg ON attempts (msg_id, id);`;
+}
+
+function cpuMicros(since) {
+  const used = process.cpuUsage(since);
+  return used.user + used.system;
+}
+
+function run(name) {
+  const v = new Set(name.split('+'));
+  const dir = mkdtempSync(join(tmpdir(), 'hookrelay-variants-'));
+  const db = new Database(join(dir, 'db.sqlite'));
+  for (const pragma of ['journal_mode = WAL', 'synchronous = NORMAL', `foreign_keys = ${v.has('nofk') ? 'OFF' : 'ON'}`, 'cache_size = -65536', 'wal_autocheckpoint = 65536', 'temp_store = MEMORY', 'mmap_size = 268435456']) db.pragma(pragma);
+  db.exec(schema(v));
+  const apps = [];
+  const endpoints = [];
+  for (let a = 0; a < APPS; a++) {
+    apps.push(newId('app'));
+    endpoints.push(newId('ep'));
+    db.prepare('INSERT INTO applications VALUES (?, ?)').run(apps[a], 'bench');
+    db.prepare('INSERT INTO endpoints VALUES (?, ?, ?, 0, 1)').run(endpoints[a], apps[a], 'http://127.0.0.1:1/');
+  }
+  const insertMessage = db.prepare('INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
+  const selectEndpoints = db.prepare('SELECT * FROM endpoints WHERE app_id = ? AND disabled = 0');
+  const insertDelivery = db.prepare('INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, lease_token, trigger_type, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
+  const insertAttempt = db.prepare(
+    `INSERT INTO attempts (id, msg_id, endpoint_id, app_id, url, status, response_status_code, response, response_duration_ms, trigger_type, error_code, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT ${v.has('att') ? '(msg_id, id)' : '(id)'} DO NOTHING`,
+  );
+  const finish = db.prepare('UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = NULL, lease_token = NULL, updated_at = ? WHERE id = ? AND lease_token = ?');
+  const transaction = (work) => db.transaction(work).immediate();
+  let ingestMicros = 0;
+  let outcomeMicros = 0;
+  let unfinished = [];
+  let walFrames = 0;
+  for (let written = 0, groups = 0; written < DELIVERIES; written += GROUP, groups++) {
+    const ingestStarted = process.cpuUsage();
+    const token = randomUUID();
+    const now = Date.now();
+    transaction(() => {
+      const seenApps = new Set();
+      for (let i = 0; i < GROUP; i++) {
+        const a = (written + i) % APPS;
+        const msgId = newId('msg');
+        insertMessage.run(msgId, apps[a], 'order.created', null, PAYLOAD, null, null, now);
+        // As the ingest store: one read of an application's endpoints per group.
+        if (!seenApps.has(a)) {
+          seenApps.add(a);
+          selectEndpoints.all(apps[a]);
+        }
+        const { lastInsertRowid } = insertDelivery.run(msgId, endpoints[a], apps[a], v.has('lease') ? 3 : 1, 0, now + 60_000, token, 0, now, now);
+        unfinished.push({ id: Number(lastInsertRowid), msgId, a, token });
+      }
+    });
+    ingestMicros += cpuMicros(ingestStarted);
+    if (unfinished.length >= OUTCOME_BATCH) {
+      const outcomeStarted = process.cpuUsage();
+      const batch = unfinished;
+      unfinished = [];
+      transaction(() => {
+        const at = Date.now();
+        for (const d of batch) insertAttempt.run(newId('atmpt'), d.msgId, endpoints[d.a], apps[d.a], 'http://127.0.0.1:1/', 0, 200, 'ok', 1, 0, null, at);
+        for (const d of batch) finish.run(0, at, d.id, d.token);
+      });
+      outcomeMicros += cpuMicros(outcomeStarted);
+    }
+    if (groups % 50 === 49) walFrames += db.pragma('wal_checkpoint(RESTART)')[0].log;
+  }
+  walFrames += db.pragma('wal_checkpoint(RESTART)')[0].log;
+  db.close();
+  rmSync(dir, { recursive: true, force: true });
+  return { ingest: ingestMicros / DELIVERIES, outcome: outcomeMicros / DELIVERIES, walFrames: walFrames / DELIVERIES };
+}
+
+const results = new Map(CASES.map((name) => [name, []]));
+for (let pass = 0; pass < 2; pass++) for (const name of CASES) results.get(name).push(run(name));
+console.log(`${DELIVERIES} deliveries per case, groups of ${GROUP}, outcome batches of ${OUTCOME_BATCH}; CPU µs per delivery (pass 1 / pass 2), WAL frames (pages written) per delivery`);
+for (const [name, [a, b]] of results) {
+  const f = (x) => x.toFixed(1);
+  console.log(`${name.padEnd(15)} publish ${f(a.ingest)} / ${f(b.ingest)}   outcome ${f(a.outcome)} / ${f(b.outcome)}   both ${f(a.ingest + a.outcome)} / ${f(b.ingest + b.outcome)}   WAL frames ${a.walFrames.toFixed(2)}`);
+}
