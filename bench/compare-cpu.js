@@ -6,6 +6,9 @@
 //
 //   COMPARE_A='{"HOOKRELAY_X":"1"}' COMPARE_B='{}' node bench/compare-cpu.js
 //
+// COMPARE_A_CLI / COMPARE_B_CLI run that side from another build's packages/hookrelay/dist/src/cli/main.js
+// (e.g. a `git worktree` of another commit, built), to compare two commits rather than two settings.
+//
 // Knobs: COMPARE_RATE (messages/s per process, default 1500), COMPARE_ROUNDS (8), COMPARE_SECONDS (4).
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
@@ -29,7 +32,7 @@ const deadline = Date.now() + 10 * 60_000;
 async function start(name, extraEnv, receiverUrl, onDelivery) {
   const dataDir = mkdtempSync(join(tmpdir(), `hookrelay-compare-${name}-`));
   const port = await freePort();
-  const child = spawn(process.execPath, [CLI, 'serve'], {
+  const child = spawn(process.execPath, [env[`COMPARE_${name}_CLI`] || CLI, 'serve'], {
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', HOOKRELAY_API_KEY: TOKEN, HOOKRELAY_SSRF_ALLOW: '127.0.0.1/32', HOOKRELAY_LOG_LEVEL: 'warn', HOOKRELAY_DATABASE_URL: `sqlite:${join(dataDir, 'db.sqlite')}`, ...extraEnv },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -105,7 +108,8 @@ async function main() {
   try {
     await offer(instances, delivered, 3); // warm-up, not measured
     const quotients = [];
-    console.log(`A = ${JSON.stringify(variants.A)}, B = ${JSON.stringify(variants.B)}; ${RATE} msg/s each, ${ROUNDS} rounds of ${SECONDS} s`);
+    const describe = (name) => JSON.stringify(variants[name]) + (env[`COMPARE_${name}_CLI`] ? ` from ${env[`COMPARE_${name}_CLI`]}` : '');
+    console.log(`A = ${describe('A')}, B = ${describe('B')}; ${RATE} msg/s each, ${ROUNDS} rounds of ${SECONDS} s`);
     for (let round = 1; round <= ROUNDS; round++) {
       const before = instances.map((i) => processCpuMs(i.pid));
       const counts = instances.map((i) => delivered.get(i.name));

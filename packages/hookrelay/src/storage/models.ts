@@ -66,6 +66,11 @@ export interface Message {
 /** Svix's MessageStatus numbering, used for deliveries and attempts alike. */
 export const DeliveryStatus = { Success: 0, Pending: 1, Fail: 2, Sending: 3 } as const;
 export type DeliveryStatus = (typeof DeliveryStatus)[keyof typeof DeliveryStatus];
+/**
+ * A delivery not yet finished: pending, or "sending" under a lease. Only SQLite writes "sending"
+ * (its migration 10); PostgreSQL keeps a leased delivery pending, with its lease token.
+ */
+export const UNFINISHED_DELIVERY_STATUSES: readonly DeliveryStatus[] = [DeliveryStatus.Pending, DeliveryStatus.Sending];
 
 export const TriggerType = { Scheduled: 0, Manual: 1 } as const;
 export type TriggerType = (typeof TriggerType)[keyof typeof TriggerType];

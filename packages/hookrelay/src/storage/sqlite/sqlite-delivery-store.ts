@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db-schema.js';
-import { DeliveryStatus } from '../models.js';
-import { capOf, type ClaimedDelivery, type DeliveryOutcome, type HealthPolicy, type PerEndpointCap } from '../storage.js';
+import { DeliveryStatus, UNFINISHED_DELIVERY_STATUSES } from '../models.js';
+import { capOf, type BacklogStats, type ClaimedDelivery, type DeliveryOutcome, type HealthPolicy, type PerEndpointCap } from '../storage.js';
 import type { SecretBox } from '../../secrets/secret-box.js';
 import { claimedFromRow, KyselyDeliveryStore, withClaimContext, type ClaimContextColumns, type LeasedRow } from '../stores/delivery-store.js';
 import { recordEndpointHealthSync } from './sqlite-endpoint-health.js';
@@ -11,8 +11,8 @@ import type { SqliteHotPath } from './sqlite-hot-path.js';
 /** An attempt, unless its id is stored already (a batch completed again: see DeliveryStore.complete). */
 const INSERT_ATTEMPT =
   'INSERT INTO attempts (id, msg_id, endpoint_id, app_id, url, status, response_status_code, response, response_duration_ms, trigger_type, error_code, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING';
-/** A retry: one more attempt made, due again at its own time, lease given up. */
-const RESCHEDULE = 'UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?, lease_token = NULL, updated_at = ? WHERE id = ? AND lease_token = ?';
+/** A retry: one more attempt made, pending again until its own time, lease given up. */
+const RESCHEDULE = `UPDATE deliveries SET status = ${DeliveryStatus.Pending}, attempts = attempts + 1, next_attempt_at = ?, lease_token = NULL, updated_at = ? WHERE id = ? AND lease_token = ?`;
 /** Finished (delivered, or failed for good): out of the due index. */
 const FINISH = 'UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = NULL, lease_token = NULL, updated_at = ? WHERE id = ? AND lease_token = ?';
 /**
@@ -21,11 +21,22 @@ const FINISH = 'UPDATE deliveries SET status = ?, attempts = attempts + 1, next_
  * and the endpoint's updatedAt to check that cache against. Read here, by primary key, they cost
  * no extra statements: loading them per claim afterwards was three more queries through Kysely.
  */
-const LEASE = `UPDATE deliveries SET next_attempt_at = ?, lease_token = ?, updated_at = ? WHERE id = ? AND status = ${DeliveryStatus.Pending} AND next_attempt_at <= ?
+const LEASE = `UPDATE deliveries SET status = ${DeliveryStatus.Sending}, next_attempt_at = ?, lease_token = ?, updated_at = ? WHERE id = ? AND status = ${DeliveryStatus.Pending} AND next_attempt_at <= ?
   RETURNING id, msg_id, app_id, endpoint_id, attempts, trigger_type,
     (SELECT m.payload FROM messages m WHERE m.id = deliveries.msg_id AND m.expunged_at IS NULL) AS payload,
     (SELECT m.created_at FROM messages m WHERE m.id = deliveries.msg_id) AS msg_created_at,
     (SELECT e.updated_at FROM endpoints e WHERE e.id = deliveries.endpoint_id) AS endpoint_updated_at`;
+
+/**
+ * Leased deliveries are "sending" (status 3, migration 10) until their lease runs out at
+ * next_attempt_at. Those whose lease ran out (their dispatcher died or gave up on them) are
+ * returned to pending, due since that moment, before a claim reads the due rows: they are then
+ * claimed as any due row is, in due order and fairly across endpoints, and the lease token they
+ * keep still lets a late outcome of the old lease land, as long as no new claim has taken them.
+ */
+const UNLEASE = `UPDATE deliveries SET status = ${DeliveryStatus.Pending} WHERE id = ? AND status = ${DeliveryStatus.Sending} AND next_attempt_at <= ?`;
+/** Expired leases returned to pending per claim at most; the next claims take the rest. */
+const MAX_UNLEASED_PER_CLAIM = 1000;
 
 /** How many due rows a claim looks at per row it may take, so per-endpoint caps can still fill a batch. */
 const SCAN_FACTOR = 4;
@@ -73,6 +84,7 @@ export class SqliteDeliveryStore extends KyselyDeliveryStore {
    * walk's own query instead made every claim read their whole backlog (78 ms at a million rows).
    */
   override async claimDue(now: number, leaseMs: number, limit: number, perEndpoint: PerEndpointCap, skipEndpoints: readonly string[]): Promise<ClaimedDelivery[]> {
+    await this.#returnExpiredLeases(now);
     const budget = limit * SCAN_FACTOR;
     const walked = await this.db
       .selectFrom('deliveries')
@@ -142,6 +154,33 @@ export class SqliteDeliveryStore extends KyselyDeliveryStore {
       }
     }
     return result;
+  }
+
+  /** Returns "sending" rows whose lease ran out by `now` to pending (see UNLEASE). The read finds none, as a rule. */
+  async #returnExpiredLeases(now: number): Promise<void> {
+    const expired = await this.db
+      .selectFrom('deliveries')
+      .select('id')
+      .where('status', '=', DeliveryStatus.Sending)
+      .where('next_attempt_at', '<=', now)
+      .orderBy('next_attempt_at')
+      .limit(MAX_UNLEASED_PER_CLAIM)
+      .execute();
+    if (expired.length === 0) return;
+    await this.#sqlite.transaction(() => {
+      const unlease = this.#sqlite.statement(UNLEASE);
+      for (const { id } of expired) unlease.run(id, now);
+    });
+  }
+
+  /** The earliest due time: of a pending row, or the end of a "sending" row's lease. */
+  override nextDueAt(): Promise<number | null> {
+    return this.earliestDueAt(UNFINISHED_DELIVERY_STATUSES);
+  }
+
+  /** Due rows: pending ones due by `now`, and "sending" ones whose lease ran out. */
+  override backlog(now: number): Promise<BacklogStats> {
+    return this.dueBacklog(UNFINISHED_DELIVERY_STATUSES, now);
   }
 
   /** Leases the picked rows that are still due: their next attempt moves to now + leaseMs under a fresh token. */

@@ -1,5 +1,5 @@
 import type { EndpointRow } from '../db-schema.js';
-import type { Endpoint } from '../models.js';
+import { DeliveryStatus, type Endpoint } from '../models.js';
 import type { AcceptItem, AcceptLease, AcceptOutcome, FanOut, IngestStore } from '../storage.js';
 import { acceptEachOnFailure, messageRow, planAccept } from '../stores/accept-plan.js';
 import { endpointFromRow } from '../stores/endpoint-row.js';
@@ -46,7 +46,9 @@ export class SqliteIngestStore implements IngestStore {
     const plan = planAccept(items, inserted, endpointsByApp, fanOut, lease);
     const insertDelivery = this.#sqlite.statement(INSERT_DELIVERY);
     for (const { row: d, accepted } of plan.deliveries) {
-      const { lastInsertRowid } = insertDelivery.run(d.msg_id, d.endpoint_id, d.app_id, d.status, d.attempts, d.next_attempt_at, d.lease_token, d.trigger_type, d.created_at, d.updated_at);
+      // A delivery handed off under a lease is "sending" here (migration 10), not pending.
+      const status = d.lease_token === null ? d.status : DeliveryStatus.Sending;
+      const { lastInsertRowid } = insertDelivery.run(d.msg_id, d.endpoint_id, d.app_id, status, d.attempts, d.next_attempt_at, d.lease_token, d.trigger_type, d.created_at, d.updated_at);
       accepted.deliveryId = Number(lastInsertRowid);
     }
     // As in PostgresIngestStore: the stored idempotent response commits with the message.

@@ -1,6 +1,6 @@
 import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
 import type { Database, DeliveryRow } from '../db-schema.js';
-import { DeliveryStatus, TriggerType } from '../models.js';
+import { DeliveryStatus, TriggerType, UNFINISHED_DELIVERY_STATUSES } from '../models.js';
 import { type BacklogStats, type ClaimedDelivery, type CreatedWindow, type DeliveryContext, type DeliveryOutcome, type DeliveryStore, type DeliveryTarget, type EndpointDeliveryCounts, type HealthPolicy, type PerEndpointCap, type ResendOutcome, type SharedEndpointCap } from '../storage.js';
 import type { SecretBox } from '../../secrets/secret-box.js';
 import { rateLimitBurst } from '../../core/rate-limit.js';
@@ -134,7 +134,8 @@ export abstract class KyselyDeliveryStore implements DeliveryStore {
       for (const d of deferrals) {
         await trx
           .updateTable('deliveries')
-          .set({ next_attempt_at: d.dueAt, lease_token: null, updated_at: now })
+          // Pending again: on SQLite a leased row is "sending" (status 3); on PostgreSQL it stays 1.
+          .set({ status: DeliveryStatus.Pending, next_attempt_at: d.dueAt, lease_token: null, updated_at: now })
           .where('id', '=', d.deliveryId)
           .where('lease_token', '=', d.leaseToken)
           .execute();
@@ -215,17 +216,19 @@ export abstract class KyselyDeliveryStore implements DeliveryStore {
   }
 
   async countByEndpoint(endpointId: string, now: number, window: CreatedWindow): Promise<EndpointDeliveryCounts> {
-    // A claim leaves the status pending and sets a lease; the lease is live while next_attempt_at
-    // (its expiry) is in the future, the same test the PostgreSQL claim uses to count live leases.
+    // A claim sets a lease, and the status "sending" on SQLite or leaves it pending on PostgreSQL;
+    // the lease is live while next_attempt_at (its expiry) is in the future, the same test the
+    // PostgreSQL claim uses to count live leases. An expired lease is a pending delivery.
     const leased = sql`lease_token IS NOT NULL AND next_attempt_at > ${now}`;
+    const unfinished = sql`status IN (${sql.join(UNFINISHED_DELIVERY_STATUSES)})`;
     const countWhere = (condition: RawBuilder<unknown>) => sql<number | string>`count(CASE WHEN ${condition} THEN 1 END)`;
     let query = this.#db
       .selectFrom('deliveries')
       .select([
         countWhere(sql`status = ${DeliveryStatus.Success}`).as('success'),
         countWhere(sql`status = ${DeliveryStatus.Fail}`).as('fail'),
-        countWhere(sql`status = ${DeliveryStatus.Pending} AND NOT (${leased})`).as('pending'),
-        countWhere(sql`status = ${DeliveryStatus.Pending} AND ${leased}`).as('sending'),
+        countWhere(sql`${unfinished} AND NOT (${leased})`).as('pending'),
+        countWhere(sql`${unfinished} AND ${leased}`).as('sending'),
       ])
       .where('endpoint_id', '=', endpointId);
     if (window.since !== null) query = query.where('created_at', '>=', window.since);
@@ -236,24 +239,38 @@ export abstract class KyselyDeliveryStore implements DeliveryStore {
   }
 
   async nextDueAt(): Promise<number | null> {
-    const row = await this.#db
-      .selectFrom('deliveries')
-      .select('next_attempt_at')
-      .where('status', '=', DeliveryStatus.Pending)
-      .orderBy('next_attempt_at')
-      .limit(1)
-      .executeTakeFirst();
-    return row?.next_attempt_at ?? null;
+    return this.earliestDueAt([DeliveryStatus.Pending]);
   }
 
   async backlog(now: number): Promise<BacklogStats> {
-    const row = await this.#db
-      .selectFrom('deliveries')
-      .select((eb) => [eb.fn.countAll<number>().as('due'), eb.fn.min('next_attempt_at').as('oldest')])
-      .where('status', '=', DeliveryStatus.Pending)
-      .where('next_attempt_at', '<=', now)
-      .executeTakeFirstOrThrow();
-    const oldest = row.oldest === null ? null : Number(row.oldest);
-    return { due: Number(row.due), oldestDueAgeMs: oldest === null ? 0 : Math.max(0, now - oldest) };
+    return this.dueBacklog([DeliveryStatus.Pending], now);
+  }
+
+  /**
+   * The earliest next_attempt_at of rows in `statuses`: a due time, or a lease's end. Each status
+   * is read on its own, so that each uses its own partial index.
+   */
+  protected async earliestDueAt(statuses: readonly DeliveryStatus[]): Promise<number | null> {
+    const rows = await Promise.all(
+      statuses.map((status) => this.#db.selectFrom('deliveries').select('next_attempt_at').where('status', '=', status).orderBy('next_attempt_at').limit(1).executeTakeFirst()),
+    );
+    const times = rows.flatMap((row) => (row?.next_attempt_at === null || row?.next_attempt_at === undefined ? [] : [Number(row.next_attempt_at)]));
+    return times.length === 0 ? null : Math.min(...times);
+  }
+
+  /** Rows in `statuses` due by `now` and the oldest one's age, each status read on its own (as earliestDueAt). */
+  protected async dueBacklog(statuses: readonly DeliveryStatus[], now: number): Promise<BacklogStats> {
+    const rows = await Promise.all(
+      statuses.map((status) =>
+        this.#db
+          .selectFrom('deliveries')
+          .select((eb) => [eb.fn.countAll<number>().as('due'), eb.fn.min('next_attempt_at').as('oldest')])
+          .where('status', '=', status)
+          .where('next_attempt_at', '<=', now)
+          .executeTakeFirstOrThrow(),
+      ),
+    );
+    const oldest = rows.flatMap((row) => (row.oldest === null ? [] : [Number(row.oldest)]));
+    return { due: rows.reduce((total, row) => total + Number(row.due), 0), oldestDueAgeMs: oldest.length === 0 ? 0 : Math.max(0, now - Math.min(...oldest)) };
   }
 }

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import { idLowerBoundAt } from '../../core/ids.js';
 import type { Database } from '../db-schema.js';
-import { DeliveryStatus } from '../models.js';
+import { UNFINISHED_DELIVERY_STATUSES } from '../models.js';
 import { newRetentionCursor, type RetentionBatchResult, type RetentionCursor, type RetentionStore } from '../storage.js';
 
 /**
@@ -81,13 +81,13 @@ export class KyselyRetentionStore implements RetentionStore {
           .select('id')
           .where('msg_id', '<', bound)
           .$if(from !== null, (q) => q.where('msg_id', '>=', from!))
-          .where('status', '!=', DeliveryStatus.Pending)
+          .where('status', 'not in', UNFINISHED_DELIVERY_STATUSES)
           .orderBy('msg_id')
           .limit(limit),
       )
       // Checked again on the row itself: on PostgreSQL, a resend that made the delivery pending
       // after the subquery's snapshot is seen here (the row is re-read once its lock is free).
-      .where('status', '!=', DeliveryStatus.Pending)
+      .where('status', 'not in', UNFINISHED_DELIVERY_STATUSES)
       .returning('msg_id')
       .execute();
     cursor.deliveriesFrom = highest(deleted.map((row) => row.msg_id)) ?? from;

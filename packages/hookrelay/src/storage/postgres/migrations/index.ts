@@ -11,7 +11,7 @@ import * as m0009 from './0009-claim-endpoint-by-endpoint.js';
 /**
  * Numbered migrations, applied in order. A version means the same change on both engines; one that
  * only PostgreSQL needs (5, 6, 8 and 9, the claim function and its index) has no SQLite counterpart, and one only
- * SQLite needs (7, an index for its claim) none here.
+ * SQLite needs (7, an index for its claim; 10, its leased deliveries' status and index) none here.
  */
 export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial', up: m0001.up },
