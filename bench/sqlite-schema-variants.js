@@ -10,8 +10,14 @@
 //          by application, and deliveries referencing (app_id, msg_id);
 //   att    attempts without the text primary key: UNIQUE (msg_id, id) instead of attempts_by_msg;
 //   lease  leased deliveries in a status of their own (3, Svix's "sending") with one small index
-//          of their own, out of deliveries_due and deliveries_due_by_endpoint;
-//   nofk   foreign keys off.
+//          of their own, out of deliveries_due and deliveries_due_by_endpoint (landed: migration 10);
+//   nofk   foreign keys off;
+//   noepd, noapp, noatte   without deliveries_by_endpoint, messages_by_app or attempts_by_endpoint
+//          (what each index keyed by endpoint or application costs; the API needs all three).
+// VARIANTS_CASES picks the cases (comma-separated, variants joined by +). With VARIANTS_FRAMES=1 it
+// counts instead the WAL frames each kind of commit writes: a PASSIVE checkpoint after every
+// commit empties the WAL, so that the next commit's frames can be read off alone (the CPU figures
+// of that mode are not comparable and are not printed).
 // Cases run in turn, twice (the machine's speed drifts); no network; bounded by VARIANTS_DELIVERIES.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
@@ -24,7 +30,8 @@ const DELIVERIES = Number(process.env.VARIANTS_DELIVERIES ?? 60_000);
 const GROUP = Number(process.env.VARIANTS_GROUP ?? 64);
 const APPS = 10;
 const OUTCOME_BATCH = 256;
-const CASES = ['base', 'msg', 'att', 'lease', 'msg+att+lease', 'nofk'];
+const CASES = (process.env.VARIANTS_CASES ?? 'base,msg,att,lease,msg+att+lease,nofk').split(',');
+const COUNT_FRAMES = process.env.VARIANTS_FRAMES === '1';
 const PAYLOAD = JSON.stringify({ id: 1, amount: 1999, currency: 'EUR' });
 
 function schema(v) {
@@ -36,19 +43,19 @@ CREATE TABLE endpoints (id TEXT PRIMARY KEY, app_id TEXT NOT NULL REFERENCES app
 CREATE TABLE messages (id TEXT ${msgPk ? 'PRIMARY KEY' : 'NOT NULL'}, app_id TEXT NOT NULL REFERENCES applications(id) ON DELETE CASCADE, event_type TEXT NOT NULL, event_id TEXT,
   payload TEXT NOT NULL, channels TEXT, tags TEXT, created_at INTEGER NOT NULL, expunged_at INTEGER ${msgPk ? '' : ', UNIQUE (app_id, id)'});
 CREATE UNIQUE INDEX messages_unique_event_id ON messages (app_id, event_id) WHERE event_id IS NOT NULL;
-${msgPk ? 'CREATE INDEX messages_by_app ON messages (app_id, id);' : ''}
+${msgPk && !v.has('noapp') ? 'CREATE INDEX messages_by_app ON messages (app_id, id);' : ''}
 CREATE TABLE deliveries (id INTEGER PRIMARY KEY, msg_id TEXT NOT NULL ${msgPk ? 'REFERENCES messages(id) ON DELETE CASCADE' : ''},
   endpoint_id TEXT NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE, app_id TEXT NOT NULL, status INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
   next_attempt_at INTEGER, lease_token TEXT, trigger_type INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
   UNIQUE (msg_id, endpoint_id) ${msgPk ? '' : ', FOREIGN KEY (app_id, msg_id) REFERENCES messages (app_id, id) ON DELETE CASCADE'});
 CREATE INDEX deliveries_due ON deliveries (next_attempt_at, endpoint_id) WHERE status = 1;
-CREATE INDEX deliveries_by_endpoint ON deliveries (endpoint_id);
+${v.has('noepd') ? '' : 'CREATE INDEX deliveries_by_endpoint ON deliveries (endpoint_id);'}
 CREATE INDEX deliveries_due_by_endpoint ON deliveries (endpoint_id, next_attempt_at) WHERE status = 1;
 ${v.has('lease') ? 'CREATE INDEX deliveries_leased ON deliveries (next_attempt_at) WHERE status = 3;' : ''}
 CREATE TABLE attempts (id TEXT ${attPk ? 'PRIMARY KEY' : 'NOT NULL'}, msg_id TEXT NOT NULL, endpoint_id TEXT NOT NULL, app_id TEXT NOT NULL, url TEXT NOT NULL,
   status INTEGER NOT NULL, response_status_code INTEGER NOT NULL, response TEXT NOT NULL, response_duration_ms INTEGER NOT NULL, trigger_type INTEGER NOT NULL,
   error_code TEXT, created_at INTEGER NOT NULL);
-CREATE INDEX attempts_by_endpoint ON attempts (endpoint_id, id);
+${v.has('noatte') ? '' : 'CREATE INDEX attempts_by_endpoint ON attempts (endpoint_id, id);'}
 CREATE ${attPk ? '' : 'UNIQUE'} INDEX attempts_by_msg ON attempts (msg_id, id);`;
 }
 
@@ -83,6 +90,9 @@ function run(name) {
   let outcomeMicros = 0;
   let unfinished = [];
   let walFrames = 0;
+  // VARIANTS_FRAMES: frames of each commit kind, read off an emptied WAL (see the top).
+  const commitFrames = { publish: 0, publishCommits: 0, outcome: 0, outcomeCommits: 0 };
+  const framesSinceEmptied = () => db.pragma('wal_checkpoint(PASSIVE)')[0].log;
   for (let written = 0, groups = 0; written < DELIVERIES; written += GROUP, groups++) {
     const ingestStarted = process.cpuUsage();
     const token = randomUUID();
@@ -103,6 +113,10 @@ function run(name) {
       }
     });
     ingestMicros += cpuMicros(ingestStarted);
+    if (COUNT_FRAMES) {
+      commitFrames.publish += framesSinceEmptied();
+      commitFrames.publishCommits++;
+    }
     if (unfinished.length >= OUTCOME_BATCH) {
       const outcomeStarted = process.cpuUsage();
       const batch = unfinished;
@@ -113,16 +127,31 @@ function run(name) {
         for (const d of batch) finish.run(0, at, d.id, d.token);
       });
       outcomeMicros += cpuMicros(outcomeStarted);
+      if (COUNT_FRAMES) {
+        commitFrames.outcome += framesSinceEmptied();
+        commitFrames.outcomeCommits++;
+      }
     }
     if (groups % 50 === 49) walFrames += db.pragma('wal_checkpoint(RESTART)')[0].log;
   }
   walFrames += db.pragma('wal_checkpoint(RESTART)')[0].log;
   db.close();
   rmSync(dir, { recursive: true, force: true });
+  if (COUNT_FRAMES) {
+    return { publishCommit: commitFrames.publish / commitFrames.publishCommits, outcomeCommit: commitFrames.outcome / Math.max(1, commitFrames.outcomeCommits), perDelivery: (commitFrames.publish + commitFrames.outcome) / DELIVERIES };
+  }
   return { ingest: ingestMicros / DELIVERIES, outcome: outcomeMicros / DELIVERIES, walFrames: walFrames / DELIVERIES };
 }
 
 const results = new Map(CASES.map((name) => [name, []]));
+if (COUNT_FRAMES) {
+  console.log(`${DELIVERIES} deliveries per case, groups of ${GROUP} over ${APPS} applications, outcome batches of ${OUTCOME_BATCH}; WAL frames each commit writes`);
+  for (const name of CASES) {
+    const r = run(name);
+    console.log(`${name.padEnd(15)} publish group ${r.publishCommit.toFixed(1)}   outcome batch ${r.outcomeCommit.toFixed(1)}   per delivery ${r.perDelivery.toFixed(2)}`);
+  }
+  process.exit(0);
+}
 for (let pass = 0; pass < 2; pass++) for (const name of CASES) results.get(name).push(run(name));
 console.log(`${DELIVERIES} deliveries per case, groups of ${GROUP}, outcome batches of ${OUTCOME_BATCH}; CPU µs per delivery (pass 1 / pass 2), WAL frames (pages written) per delivery`);
 for (const [name, [a, b]] of results) {
