@@ -152,8 +152,9 @@ else describe('scale-out: API and worker processes on one PostgreSQL database', 
     const messages = 300;
     // Each worker sends at most 2 requests at a time, so that no worker can hold the whole cap:
     // more than 2 open at once means that workers overlapped, and the cap must hold across them.
-    // (With no such limit, whichever worker first took the cap kept it: a worker whose request
-    // ends claims again at once, and the others are woken only by new messages.)
+    // (With no such limit, whichever worker first took the cap could keep it: a worker whose
+    // request ends claims again at once, while the others, woken by new messages or their idle
+    // poll, find the cap full again.)
     const perWorkerLimit = 2;
     const run = await startRun(t, { HOOKRELAY_ENDPOINT_CONCURRENCY: String(cap), HOOKRELAY_DISPATCHER_CONCURRENCY: String(perWorkerLimit) });
     // Every request to the endpoint is held for 30 ms; the receiver counts how many are open at once.
