@@ -154,18 +154,18 @@ function run(name) {
   return { ingest: ingestMicros / DELIVERIES, outcome: outcomeMicros / DELIVERIES, walFrames: walFrames / DELIVERIES };
 }
 
-const results = new Map(CASES.map((name) => [name, []]));
 if (COUNT_FRAMES) {
   console.log(`${DELIVERIES} deliveries per case, groups of ${GROUP} over ${APPS} applications, outcome batches of ${OUTCOME_BATCH}; WAL frames each commit writes`);
   for (const name of CASES) {
     const r = run(name);
     console.log(`${name.padEnd(15)} publish group ${r.publishCommit.toFixed(1)}   outcome batch ${r.outcomeCommit.toFixed(1)}   per delivery ${r.perDelivery.toFixed(2)}`);
   }
-  process.exit(0);
-}
-for (let pass = 0; pass < 2; pass++) for (const name of CASES) results.get(name).push(run(name));
-console.log(`${DELIVERIES} deliveries per case, groups of ${GROUP}, outcome batches of ${OUTCOME_BATCH}; CPU µs per delivery (pass 1 / pass 2), WAL frames (pages written) per delivery`);
-for (const [name, [a, b]] of results) {
-  const f = (x) => x.toFixed(1);
-  console.log(`${name.padEnd(15)} publish ${f(a.ingest)} / ${f(b.ingest)}   outcome ${f(a.outcome)} / ${f(b.outcome)}   both ${f(a.ingest + a.outcome)} / ${f(b.ingest + b.outcome)}   WAL frames ${a.walFrames.toFixed(2)}`);
+} else {
+  const results = new Map(CASES.map((name) => [name, []]));
+  for (let pass = 0; pass < 2; pass++) for (const name of CASES) results.get(name).push(run(name));
+  console.log(`${DELIVERIES} deliveries per case, groups of ${GROUP}, outcome batches of ${OUTCOME_BATCH}; CPU µs per delivery (pass 1 / pass 2), WAL frames (pages written) per delivery`);
+  for (const [name, [a, b]] of results) {
+    const f = (x) => x.toFixed(1);
+    console.log(`${name.padEnd(15)} publish ${f(a.ingest)} / ${f(b.ingest)}   outcome ${f(a.outcome)} / ${f(b.outcome)}   both ${f(a.ingest + a.outcome)} / ${f(b.ingest + b.outcome)}   WAL frames ${a.walFrames.toFixed(2)}`);
+  }
 }
