@@ -7,7 +7,7 @@
 // Every loop is bounded in count and time; all traffic stays on 127.0.0.1.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +37,10 @@ const SYNC_COMMIT = env.BENCH_SYNC_COMMIT === 'true';
 // The receiver runs in this process, beside the load generator, unless BENCH_RECEIVER=process puts
 // it in a process of its own (bench/receiver.js; docs/benchmarks.md, session 7, compares the two).
 const INLINE_RECEIVER = env.BENCH_RECEIVER !== 'process';
+// A file to write the latency phase's timings to, one JSON line per message (seq, and the
+// CLOCK_MONOTONIC nanoseconds just before its publish and at its 202), with the server's pids, so
+// that slow acknowledgements can be set beside a kernel trace (`perf record -k CLOCK_MONOTONIC`).
+const LATENCY_TRACE = env.BENCH_LATENCY_TRACE;
 const TIME_LIMIT_MS = 180_000;
 const CLI = fileURLToPath(new URL('../packages/hookrelay/dist/src/cli/main.js', import.meta.url));
 const TOKEN = 'bench-token';
@@ -186,6 +190,26 @@ function postgresCpuByPid() {
   return byPid;
 }
 
+/** The pids of the kernel's DAMON threads (`kdamond.N`), if this kernel runs any. */
+function kernelThreadPids(prefix) {
+  const pids = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').startsWith(prefix)) pids.push(Number(entry));
+    } catch {
+      continue;
+    }
+  }
+  return pids;
+}
+const KDAMOND = kernelThreadPids('kdamond');
+
+/** CPU (ms) the given kernel threads have used so far (0 for one that is gone). */
+function kernelThreadsCpuMs(pids) {
+  return pids.reduce((total, pid) => total + (processCpuMs(pid) || 0), 0);
+}
+
 /** CPU (ms) PostgreSQL used between two snapshots; a backend started in between counts from zero. */
 function postgresCpuSince(before) {
   let total = 0;
@@ -291,22 +315,41 @@ async function measure(deployment, receiver, raw) {
     await receiver.recordArrivals();
     const latencyFinished = receiver.expect(latencyMessages * FAN_OUT);
     const intervalMs = 1000 / LATENCY_RATE;
+    const latencyCpuBefore = { server: serverCpuMs(deployment.pids), kdamond: kernelThreadsCpuMs(KDAMOND) };
     const l0 = performance.now();
     const inflight = [];
     // Time to the 202 as well: the share of publish-to-delivered that is the API's and its commit's.
     const acknowledged = [];
+    const traced = LATENCY_TRACE ? [] : null;
+    // For a tracer that waits for this phase (see LATENCY_TRACE above).
+    if (traced) console.error(`latency phase starting: server pids ${deployment.pids.join(' ')}`);
     for (let seq = 0; seq < latencyMessages; seq++) {
       checkDeadline();
       const due = l0 + seq * intervalMs;
       const wait = due - performance.now();
       if (wait > 1) await new Promise((r) => setTimeout(r, wait));
       const started = performance.now();
+      const startedNs = process.hrtime.bigint();
       sentAt.set(seq, epochMs());
-      inflight.push(publish(publishPath(seq), { eventType: 'order.created', payload: { seq } }).then(() => acknowledged.push(performance.now() - started)));
+      inflight.push(
+        publish(publishPath(seq), { eventType: 'order.created', payload: { seq } }).then(() => {
+          acknowledged.push(performance.now() - started);
+          traced?.push(`{"seq":${seq},"startNs":${startedNs},"ackNs":${process.hrtime.bigint()}}`);
+        }),
+      );
     }
     await Promise.all(inflight);
+    if (traced) {
+      // Every thread of the server is named `node`: its CPU time so far tells which is which.
+      const threads = deployment.pids.flatMap((pid) => readdirSync(`/proc/${pid}/task`).map((tid) => ({ pid, tid: Number(tid), cpuMs: processCpuMs(`${pid}/task/${tid}`) })));
+      writeFileSync(LATENCY_TRACE, JSON.stringify({ serverThreads: threads, benchPid: process.pid }) + '\n' + traced.join('\n') + '\n');
+    }
     const offeredSeconds = (performance.now() - l0) / 1000;
     await Promise.race([latencyFinished, new Promise((_, reject) => setTimeout(() => reject(new Error('latency run did not finish')), Math.max(1, deadline - Date.now())).unref())]);
+    // Hookrelay's CPU per message at this rate: groups of one or two messages, so every commit,
+    // wake-up and response is paid per message rather than shared as in the throughput phase.
+    const latencyServerCpuMs = serverCpuMs(deployment.pids) - latencyCpuBefore.server;
+    const latencyKdamondCpuMs = kernelThreadsCpuMs(KDAMOND) - latencyCpuBefore.kdamond;
     const latencies = (await receiver.takeArrivals()).filter(([seq]) => sentAt.has(seq)).map(([seq, arrivedAt]) => arrivedAt - sentAt.get(seq));
     latencies.sort((a, b) => a - b);
     acknowledged.sort((a, b) => a - b);
@@ -349,6 +392,10 @@ async function measure(deployment, receiver, raw) {
         maxMs: +latencies[latencies.length - 1].toFixed(1),
         publishAcknowledgedP50Ms: +percentile(acknowledged, 50).toFixed(1),
         publishAcknowledgedP99Ms: +percentile(acknowledged, 99).toFixed(1),
+        hookrelayMicrosPerMessage: Math.round((latencyServerCpuMs * 1000) / latencyMessages),
+        // The kernel's DAMON threads (memory reclaim on this VM kind) run in bursts of 5-18 ms that
+        // take one of the two vCPUs (docs/benchmarks.md, session 14): part of the tail, not Hookrelay's.
+        ...(KDAMOND.length > 0 ? { kdamondCpuMs: Math.round(latencyKdamondCpuMs) } : {}),
       },
       ...(deployment.walBytes
         ? {
@@ -363,7 +410,10 @@ async function measure(deployment, receiver, raw) {
       `\n${deployment.label}: raw ceiling ${result.rawCeilingReqPerSec} req/s (${result.rawCpuMicrosPerRequest} µs CPU each) | end to end ${result.throughput.deliveriesPerSec} deliveries/s ` +
         `(${(result.throughput.ratioToRawCeiling * 100).toFixed(1)} % of raw; by round ${rounds.map((r) => (r.ratio * 100).toFixed(1)).join(' / ')} %) | latency at ${LATENCY_RATE} msg/s: ` +
         `p50 ${result.latency.p50Ms} ms, p90 ${result.latency.p90Ms} ms, p99 ${result.latency.p99Ms} ms ` +
-        `(202 after p50 ${result.latency.publishAcknowledgedP50Ms} ms, p99 ${result.latency.publishAcknowledgedP99Ms} ms) | ` +
+        `(202 after p50 ${result.latency.publishAcknowledgedP50Ms} ms, p99 ${result.latency.publishAcknowledgedP99Ms} ms; ` +
+        `Hookrelay ${result.latency.hookrelayMicrosPerMessage} µs CPU per message` +
+        (result.latency.kdamondCpuMs === undefined ? '' : `, kdamond ${result.latency.kdamondCpuMs} ms`) +
+        `) | ` +
         `CPU per delivery: Hookrelay ${cpuShare.hookrelayMicrosPerDelivery} µs` +
         (cpuMs.postgres === null ? '' : `, PostgreSQL ${cpuShare.postgresMicrosPerDelivery} µs`) +
         `, benchmark ${Math.round((cpuMs.bench * 1000) / expected)} µs` +
