@@ -30,7 +30,12 @@ export function openSqliteConnection(options: SqliteOptions): BetterSqlite3.Data
   // it is not running, e.g. in `hookrelay migrate`.
   connection.pragma('wal_autocheckpoint = 65536');
   connection.pragma('temp_store = MEMORY');
-  connection.pragma('mmap_size = 268435456');
+  // Pages are read with pread, not through a memory map. A map makes every connection remap the
+  // file as it grows and fault its pages in, and with several threads each remap shoots down the
+  // other threads' TLBs: on this project's VMs that cost about 4 % of the CPU per delivery
+  // (docs/benchmarks.md, session 14). The pages are in the page cache either way, and a read error
+  // is an error code rather than a SIGBUS.
+  connection.pragma('mmap_size = 0');
   return connection;
 }
 
