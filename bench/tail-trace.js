@@ -25,12 +25,11 @@ import { fileURLToPath } from 'node:url';
 const env = process.env;
 const LATENCY_SECONDS = Number(env.BENCH_LATENCY_SECONDS ?? 10);
 const RUN = fileURLToPath(new URL('./run.js', import.meta.url));
-const dir = mkdtempSync(join(tmpdir(), 'hookrelay-tail-'));
-const latencyFile = join(dir, 'latency.jsonl');
-const schedFile = join(dir, 'sched.data');
+let dir = null;
 
 function fail(reason) {
   console.error(`tail-trace: ${reason}`);
+  if (dir !== null && env.TAIL_KEEP !== '1') rmSync(dir, { recursive: true, force: true });
   process.exit(1);
 }
 
@@ -38,6 +37,9 @@ if (process.platform !== 'linux') fail('needs Linux (perf and the scheduler trac
 if (spawnSync('perf', ['--version']).status !== 0) fail('needs `perf` on the PATH');
 if (!existsSync('/sys/kernel/tracing/events/sched')) spawnSync('mount', ['-t', 'tracefs', 'nodev', '/sys/kernel/tracing']);
 if (!existsSync('/sys/kernel/tracing/events/sched')) fail('the scheduler tracepoints are not available (mount tracefs at /sys/kernel/tracing, as root)');
+dir = mkdtempSync(join(tmpdir(), 'hookrelay-tail-'));
+const latencyFile = join(dir, 'latency.jsonl');
+const schedFile = join(dir, 'sched.data');
 
 /** Runs bench/run.js, starting the recorder when its latency phase starts; resolves with its summary line. */
 function runBenchmark() {
