@@ -7,7 +7,7 @@
 // Every loop is bounded in count and time; all traffic stays on 127.0.0.1.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -190,9 +190,10 @@ function postgresCpuByPid() {
   return byPid;
 }
 
-/** The pids of the kernel's DAMON threads (`kdamond.N`), if this kernel runs any. */
+/** The pids of the kernel threads whose name starts with `prefix`; none where there is no /proc (not Linux). */
 function kernelThreadPids(prefix) {
   const pids = [];
+  if (!existsSync('/proc')) return pids;
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
