@@ -41,6 +41,9 @@ const INLINE_RECEIVER = env.BENCH_RECEIVER !== 'process';
 // CLOCK_MONOTONIC nanoseconds just before its publish and at its 202), with the server's pids, so
 // that slow acknowledgements can be set beside a kernel trace (`perf record -k CLOCK_MONOTONIC`).
 const LATENCY_TRACE = env.BENCH_LATENCY_TRACE;
+// CPUs to start each `hookrelay serve` on (`taskset -c` syntax, e.g. "0"; Linux with util-linux),
+// to compare a server whose threads share one vCPU with one whose threads roam (session 15).
+const HOOKRELAY_CPUS = env.BENCH_HOOKRELAY_CPUS;
 const TIME_LIMIT_MS = 180_000;
 const CLI = fileURLToPath(new URL('../packages/hookrelay/dist/src/cli/main.js', import.meta.url));
 const TOKEN = 'bench-token';
@@ -90,7 +93,9 @@ function rawClient(receiver) {
 /** Starts `hookrelay serve` with `env` and extra CLI args; resolves once /health answers. */
 async function startHookrelay(env, args = []) {
   const port = await freePort();
-  const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []), CLI, 'serve', ...args], {
+  const nodeArgs = [...(process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []), CLI, 'serve', ...args];
+  const [command, commandArgs] = HOOKRELAY_CPUS ? ['taskset', ['-c', HOOKRELAY_CPUS, process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
+  const child = spawn(command, commandArgs, {
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', HOOKRELAY_API_KEY: TOKEN, HOOKRELAY_SSRF_ALLOW: '127.0.0.1/32', HOOKRELAY_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'inherit', 'inherit'],
   });

@@ -15,7 +15,11 @@
 //   noepd, noapp, noatte   without deliveries_by_endpoint, messages_by_app or attempts_by_endpoint
 //          (what each index keyed by endpoint or application costs; the API needs all three);
 //   intkeys those three indexes keyed by the application's or endpoint's number (an integer column
-//          in the row) and the rowid, instead of the 30-character ids: smaller entries, fewer splits.
+//          in the row) and the rowid, instead of the 30-character ids: smaller entries, fewer splits;
+//   defer  (session 15) a handed-off delivery's row written with its outcome, not at publish: the
+//          message carries its fan-out (the endpoints handed off) and an open mark in a small partial
+//          index, which a restart would read to recreate the rows; the outcome batch inserts the
+//          finished delivery row and clears the mark.
 // VARIANTS_CASES picks the cases (comma-separated, variants joined by +). With VARIANTS_FRAMES=1 it
 // counts instead the WAL frames each kind of commit writes: a PASSIVE checkpoint after every
 // commit empties the WAL, so that the next commit's frames can be read off alone (the CPU figures
@@ -45,7 +49,8 @@ function schema(v) {
 CREATE TABLE applications (id TEXT PRIMARY KEY, name TEXT);
 CREATE TABLE endpoints (id TEXT PRIMARY KEY, app_id TEXT NOT NULL REFERENCES applications(id) ON DELETE CASCADE, url TEXT, disabled INTEGER NOT NULL DEFAULT 0, updated_at INTEGER);
 CREATE TABLE messages (id TEXT ${msgPk ? 'PRIMARY KEY' : 'NOT NULL'}, app_id TEXT NOT NULL REFERENCES applications(id) ON DELETE CASCADE, event_type TEXT NOT NULL, event_id TEXT,
-  payload TEXT NOT NULL, channels TEXT, tags TEXT, created_at INTEGER NOT NULL, expunged_at INTEGER ${intKeys ? ', app_no INTEGER' : ''} ${msgPk ? '' : ', UNIQUE (app_id, id)'});
+  payload TEXT NOT NULL, channels TEXT, tags TEXT, created_at INTEGER NOT NULL, expunged_at INTEGER ${intKeys ? ', app_no INTEGER' : ''} ${v.has('defer') ? ', fanout TEXT, fanout_open INTEGER' : ''} ${msgPk ? '' : ', UNIQUE (app_id, id)'});
+${v.has('defer') ? 'CREATE INDEX messages_fanout_open ON messages (fanout_open) WHERE fanout_open IS NOT NULL;' : ''}
 CREATE UNIQUE INDEX messages_unique_event_id ON messages (app_id, event_id) WHERE event_id IS NOT NULL;
 ${msgPk && !v.has('noapp') ? byKey('messages_by_app', 'messages', 'app_id, id', 'app_no') : ''}
 CREATE TABLE deliveries (id INTEGER PRIMARY KEY, msg_id TEXT NOT NULL ${msgPk ? 'REFERENCES messages(id) ON DELETE CASCADE' : ''},
@@ -72,7 +77,7 @@ function run(name) {
   const v = new Set(name.split('+'));
   const dir = mkdtempSync(join(tmpdir(), 'hookrelay-variants-'));
   const db = new Database(join(dir, 'db.sqlite'));
-  for (const pragma of ['journal_mode = WAL', 'synchronous = NORMAL', `foreign_keys = ${v.has('nofk') ? 'OFF' : 'ON'}`, 'cache_size = -65536', 'wal_autocheckpoint = 65536', 'temp_store = MEMORY', 'mmap_size = 268435456']) db.pragma(pragma);
+  for (const pragma of ['journal_mode = WAL', 'synchronous = NORMAL', `foreign_keys = ${v.has('nofk') ? 'OFF' : 'ON'}`, 'cache_size = -65536', 'wal_autocheckpoint = 65536', 'temp_store = MEMORY', 'mmap_size = 0']) db.pragma(pragma);
   db.exec(schema(v));
   const apps = [];
   const endpoints = [];
@@ -87,7 +92,10 @@ function run(name) {
   const keyValue = (a) => (v.has('intkeys') ? [a] : []);
   const [appNo, appNoValue] = keyColumn('app_no');
   const [endpointNo, endpointNoValue] = keyColumn('endpoint_no');
-  const insertMessage = db.prepare(`INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags, created_at${appNo}) VALUES (?, ?, ?, ?, ?, ?, ?, ?${appNoValue}) ON CONFLICT DO NOTHING`);
+  const defer = v.has('defer');
+  const [fanoutColumns, fanoutValues] = defer ? [', fanout, fanout_open', ', ?, ?'] : ['', ''];
+  const insertMessage = db.prepare(`INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags, created_at${appNo}${fanoutColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?${appNoValue}${fanoutValues}) ON CONFLICT DO NOTHING`);
+  const closeFanout = defer ? db.prepare('UPDATE messages SET fanout_open = NULL WHERE id = ?') : null;
   const selectEndpoints = db.prepare('SELECT * FROM endpoints WHERE app_id = ? AND disabled = 0');
   const insertDelivery = db.prepare(
     `INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, lease_token, trigger_type, created_at, updated_at${endpointNo}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?${endpointNoValue})`,
@@ -113,11 +121,15 @@ function run(name) {
       for (let i = 0; i < GROUP; i++) {
         const a = (written + i) % APPS;
         const msgId = newId('msg');
-        insertMessage.run(msgId, apps[a], 'order.created', null, PAYLOAD, null, null, now, ...keyValue(a));
+        insertMessage.run(msgId, apps[a], 'order.created', null, PAYLOAD, null, null, now, ...keyValue(a), ...(defer ? [endpoints[a], now + 60_000] : []));
         // As the ingest store: one read of an application's endpoints per group.
         if (!seenApps.has(a)) {
           seenApps.add(a);
           selectEndpoints.all(apps[a]);
+        }
+        if (defer) {
+          unfinished.push({ id: null, msgId, a, token });
+          continue;
         }
         const { lastInsertRowid } = insertDelivery.run(msgId, endpoints[a], apps[a], v.has('lease') ? 3 : 1, 0, now + 60_000, token, 0, now, now, ...keyValue(a));
         unfinished.push({ id: Number(lastInsertRowid), msgId, a, token });
@@ -135,7 +147,14 @@ function run(name) {
       transaction(() => {
         const at = Date.now();
         for (const d of batch) insertAttempt.run(newId('atmpt'), d.msgId, endpoints[d.a], apps[d.a], 'http://127.0.0.1:1/', 0, 200, 'ok', 1, 0, null, at, ...keyValue(d.a));
-        for (const d of batch) finish.run(0, at, d.id, d.token);
+        for (const d of batch) {
+          if (!defer) {
+            finish.run(0, at, d.id, d.token);
+            continue;
+          }
+          insertDelivery.run(d.msgId, endpoints[d.a], apps[d.a], 0, 1, null, null, 0, at, at, ...keyValue(d.a));
+          closeFanout.run(d.msgId);
+        }
       });
       outcomeMicros += cpuMicros(outcomeStarted);
       if (COUNT_FRAMES) {
