@@ -50,6 +50,19 @@ const TOKEN = 'soak-token';
 const KINDS = (process.env.SOAK_KINDS ?? 'ok,flaky,throttled,slow').split(',');
 const deadline = Date.now() + (SECONDS + DRAIN_SECONDS + 60) * 1000;
 
+// The endpoint that never answers holds a slot for the whole timeout on each of its 5 attempts
+// (schedule and timeout below). Past its cap (the default 20 in flight) its backlog can only grow,
+// which is the server doing its job, not a fault; but then the due backlog and the oldest due age
+// in the samples are its backlog, so say so up front (session 15 ran into it at SOAK_RATE=600).
+const DEAD_SLOT_SECONDS_PER_SECOND = DEAD_EVERY > 0 ? (RATE / DEAD_EVERY) * 5 * 3 : 0;
+if (DEAD_SLOT_SECONDS_PER_SECOND > 20) {
+  console.error(
+    `note: the never-answering endpoint gets ${RATE / DEAD_EVERY} messages/s, each holding a slot for up to 5 x 3 s: ` +
+      `${DEAD_SLOT_SECONDS_PER_SECOND} slot-seconds/s against its cap of 20, so its backlog will grow ` +
+      `(raise SOAK_DEAD_EVERY to ${Math.ceil((RATE * 15) / 20)} or more to keep up)`,
+  );
+}
+
 // --- the receiver: per kind, how many 2xx each message got ---
 const answered = new Map(KINDS.map((k) => [k, new Map()]));
 /** Per kind, publish-to-first-2xx milliseconds of each message (the payload carries its publish time). */
