@@ -54,12 +54,17 @@ const deadline = Date.now() + (SECONDS + DRAIN_SECONDS + 60) * 1000;
 // (schedule and timeout below). Past its cap (the default 20 in flight) its backlog can only grow,
 // which is the server doing its job, not a fault; but then the due backlog and the oldest due age
 // in the samples are its backlog, so say so up front (session 15 ran into it at SOAK_RATE=600).
-const DEAD_SLOT_SECONDS_PER_SECOND = DEAD_EVERY > 0 ? (RATE / DEAD_EVERY) * 5 * 3 : 0;
-if (DEAD_SLOT_SECONDS_PER_SECOND > 20) {
+const RETRY_SCHEDULE = '0,1s,2s,4s,8s';
+const REQUEST_TIMEOUT_SECONDS = 3;
+/** The server's default HOOKRELAY_ENDPOINT_CONCURRENCY. */
+const ENDPOINT_CAP = 20;
+const SLOT_SECONDS_PER_DEAD_MESSAGE = RETRY_SCHEDULE.split(',').length * REQUEST_TIMEOUT_SECONDS;
+const DEAD_SLOT_SECONDS_PER_SECOND = DEAD_EVERY > 0 ? (RATE / DEAD_EVERY) * SLOT_SECONDS_PER_DEAD_MESSAGE : 0;
+if (DEAD_SLOT_SECONDS_PER_SECOND > ENDPOINT_CAP) {
   console.error(
-    `note: the never-answering endpoint gets ${RATE / DEAD_EVERY} messages/s, each holding a slot for up to 5 x 3 s: ` +
-      `${DEAD_SLOT_SECONDS_PER_SECOND} slot-seconds/s against its cap of 20, so its backlog will grow ` +
-      `(raise SOAK_DEAD_EVERY to ${Math.ceil((RATE * 15) / 20)} or more to keep up)`,
+    `note: the never-answering endpoint gets ${RATE / DEAD_EVERY} messages/s, each holding a slot for up to ${SLOT_SECONDS_PER_DEAD_MESSAGE} s: ` +
+      `${DEAD_SLOT_SECONDS_PER_SECOND} slot-seconds/s against its cap of ${ENDPOINT_CAP}, so its backlog will grow ` +
+      `(raise SOAK_DEAD_EVERY to ${Math.ceil((RATE * SLOT_SECONDS_PER_DEAD_MESSAGE) / ENDPOINT_CAP)} or more to keep up)`,
   );
 }
 
@@ -120,8 +125,8 @@ const child = spawn(process.execPath, [CLI, 'serve'], {
     HOOKRELAY_LOG_LEVEL: process.env.SOAK_LOG_LEVEL ?? 'error',
     HOOKRELAY_DATABASE_URL: `sqlite:${dbPath}`,
     HOOKRELAY_MASTER_KEY: randomBytes(32).toString('base64'),
-    HOOKRELAY_RETRY_SCHEDULE: '0,1s,2s,4s,8s',
-    HOOKRELAY_REQUEST_TIMEOUT: '3s',
+    HOOKRELAY_RETRY_SCHEDULE: RETRY_SCHEDULE,
+    HOOKRELAY_REQUEST_TIMEOUT: `${REQUEST_TIMEOUT_SECONDS}s`,
     HOOKRELAY_LEASE: '10s',
     HOOKRELAY_RETENTION: RETENTION,
     HOOKRELAY_RETENTION_INTERVAL: '10s',
