@@ -44,6 +44,9 @@ const LATENCY_TRACE = env.BENCH_LATENCY_TRACE;
 // CPUs to start each `hookrelay serve` on (`taskset -c` syntax, e.g. "0"; Linux with util-linux),
 // to compare a server whose threads share one vCPU with one whose threads roam (session 15).
 const HOOKRELAY_CPUS = env.BENCH_HOOKRELAY_CPUS;
+// BENCH_MARK_SLICES=1 says on stderr when each Hookrelay throughput slice starts (with the server's
+// pids) and when its last delivery has arrived, for a tracer that records one (bench/idle-trace.js).
+const MARK_SLICES = env.BENCH_MARK_SLICES === '1';
 const TIME_LIMIT_MS = 180_000;
 const CLI = fileURLToPath(new URL('../packages/hookrelay/dist/src/cli/main.js', import.meta.url));
 const TOKEN = 'bench-token';
@@ -285,11 +288,13 @@ async function measure(deployment, receiver, raw) {
     const cpuMs = { hookrelay: 0, bench: 0, postgres: deployment.postgres ? 0 : null };
     for (let round = 0; round < ROUNDS; round++) {
       const cpuBefore = { bench: process.cpuUsage(), receiver: receiver.cpuMs(), server: serverCpuMs(deployment.pids), postgres: deployment.postgres ? postgresCpuByPid() : null };
+      if (MARK_SLICES) console.error(`throughput slice ${round + 1} starting: server pids ${deployment.pids.join(' ')}`);
       const t0 = performance.now();
       const run = await publishAll(perRound);
       publishSeconds += (performance.now() - t0) / 1000;
       await run.delivered;
       const seconds = (performance.now() - t0) / 1000;
+      if (MARK_SLICES) console.error(`throughput slice ${round + 1} done`);
       totalSeconds += seconds;
       const benchCpu = process.cpuUsage(cpuBefore.bench);
       cpuMs.hookrelay += serverCpuMs(deployment.pids) - cpuBefore.server;

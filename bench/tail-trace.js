@@ -16,30 +16,19 @@
 //   TAIL_THRESHOLD_MS  slow means at least this many ms to the 202 (default: the phase's p99);
 //   TAIL_KEEP=1        keep the trace files (their folder is printed).
 // Traffic stays on 127.0.0.1, as bench/run.js's does.
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runStretches, startSchedRecorder, startTraceSession, threadStates } from './sched-trace.js';
 
 const env = process.env;
 const LATENCY_SECONDS = Number(env.BENCH_LATENCY_SECONDS ?? 10);
 const RUN = fileURLToPath(new URL('./run.js', import.meta.url));
-let dir = null;
-
-function fail(reason) {
-  console.error(`tail-trace: ${reason}`);
-  if (dir !== null && env.TAIL_KEEP !== '1') rmSync(dir, { recursive: true, force: true });
-  process.exit(1);
-}
-
-if (process.platform !== 'linux') fail('needs Linux (perf and the scheduler tracepoints)');
-if (spawnSync('perf', ['--version']).status !== 0) fail('needs `perf` on the PATH');
-if (!existsSync('/sys/kernel/tracing/events/sched')) spawnSync('mount', ['-t', 'tracefs', 'nodev', '/sys/kernel/tracing']);
-if (!existsSync('/sys/kernel/tracing/events/sched')) fail('the scheduler tracepoints are not available (mount tracefs at /sys/kernel/tracing, as root)');
-dir = mkdtempSync(join(tmpdir(), 'hookrelay-tail-'));
-const latencyFile = join(dir, 'latency.jsonl');
-const schedFile = join(dir, 'sched.data');
+const session = startTraceSession('tail-trace', env.TAIL_KEEP === '1');
+const fail = session.fail;
+const latencyFile = join(session.dir, 'latency.jsonl');
+const schedFile = join(session.dir, 'sched.data');
 
 /** Runs bench/run.js, starting the recorder when its latency phase starts; resolves with its summary line. */
 function runBenchmark() {
@@ -54,64 +43,18 @@ function runBenchmark() {
   child.stderr.on('data', (chunk) => {
     stderr += chunk;
     if (recorder === null && stderr.includes('latency phase starting')) {
-      recorder = spawn('perf', ['record', '-q', '-a', '-k', 'CLOCK_MONOTONIC', '-e', 'sched:sched_switch,sched:sched_wakeup', '-o', schedFile], { stdio: 'ignore' });
+      recorder = startSchedRecorder(schedFile);
       // The phase lasts LATENCY_SECONDS; its last deliveries and the 202s come just after.
-      setTimeout(() => recorder.kill('SIGINT'), (LATENCY_SECONDS + 1) * 1000);
+      setTimeout(() => recorder.stop(), (LATENCY_SECONDS + 1) * 1000);
     }
   });
   return new Promise((resolve, reject) => {
     child.on('exit', (code) => {
       if (code !== 0) return reject(new Error(`bench/run.js exited with ${code}: ${stderr.slice(-2000)}`));
       if (recorder === null) return reject(new Error('the latency phase never started'));
-      const finish = () => resolve(stdout.split('\n').find((line) => line.startsWith('SQLite') || line.startsWith('PostgreSQL')) ?? '');
-      if (recorder.exitCode !== null) finish();
-      else recorder.on('exit', finish);
+      void recorder.exited.then(() => resolve(stdout.split('\n').find((line) => line.startsWith('SQLite') || line.startsWith('PostgreSQL')) ?? ''));
     });
   });
-}
-
-/** The switches and wake-ups, in time order: { t, cpu, kind, prevTid, prevState, nextTid, nextComm } or { t, kind, tid }. */
-function readSchedEvents() {
-  const script = spawnSync('perf', ['script', '-i', schedFile, '-F', 'cpu,time,event,trace', '--ns'], { maxBuffer: 1 << 30, encoding: 'utf8' });
-  if (script.status !== 0) fail(`perf script failed: ${script.stderr}`);
-  const events = [];
-  for (const line of script.stdout.split('\n')) {
-    const head = /^\s*\[(\d+)\]\s+([\d.]+):\s+sched:(sched_switch|sched_wakeup): (.*)$/.exec(line);
-    if (!head) continue;
-    const t = Number(head[2]);
-    if (head[3] === 'sched_switch') {
-      const m = /prev_comm=(.*?) prev_pid=(\d+) .*prev_state=(\S+) ==> next_comm=(.*?) next_pid=(\d+)/.exec(head[4]);
-      if (m) events.push({ t, cpu: Number(head[1]), kind: 'switch', prevTid: Number(m[2]), prevState: m[3], nextComm: m[4], nextTid: Number(m[5]) });
-    } else {
-      const m = /pid=(\d+)/.exec(head[4]);
-      if (m) events.push({ t, kind: 'wakeup', tid: Number(m[1]) });
-    }
-  }
-  return events;
-}
-
-/** Every task's stretches on a vCPU: [{ tid, comm, from, to }], by start time. */
-function runStretches(events) {
-  const onCpu = new Map();
-  const stretches = [];
-  for (const e of events) {
-    if (e.kind !== 'switch') continue;
-    const current = onCpu.get(e.cpu);
-    if (current) stretches.push({ ...current, to: e.t });
-    onCpu.set(e.cpu, { tid: e.nextTid, comm: e.nextComm, from: e.t });
-  }
-  return stretches;
-}
-
-/** One thread's state changes: [{ t, state: 'running' | 'runnable' | 'asleep' }]. */
-function threadStates(events, tid) {
-  const changes = [];
-  for (const e of events) {
-    if (e.kind === 'wakeup' && e.tid === tid) changes.push({ t: e.t, state: 'runnable' });
-    else if (e.kind === 'switch' && e.nextTid === tid) changes.push({ t: e.t, state: 'running' });
-    else if (e.kind === 'switch' && e.prevTid === tid) changes.push({ t: e.t, state: e.prevState.startsWith('R') ? 'runnable' : 'asleep' });
-  }
-  return changes;
 }
 
 /** Milliseconds spent in each state within [from, to]. */
@@ -142,8 +85,7 @@ const summary = await runBenchmark().catch((error) => fail(error.message));
 const [header, ...rows] = readFileSync(latencyFile, 'utf8').trim().split('\n');
 const { serverThreads, benchPid } = JSON.parse(header);
 const acks = rows.map((row) => JSON.parse(row)).map((r) => ({ seq: r.seq, from: Number(r.startNs) / 1e9, to: Number(r.ackNs) / 1e9 }));
-const events = readSchedEvents();
-if (events.length === 0) fail('the trace holds no scheduler events');
+const events = session.readEvents(schedFile);
 const traceFrom = events[0].t;
 const traceTo = events[events.length - 1].t;
 const traced = acks.filter((a) => a.from >= traceFrom && a.to <= traceTo);
@@ -189,5 +131,4 @@ console.log(`Slow publishes whose window held 3 ms or more of kdamond: ${withKda
 console.log(`The API thread in a slow publish's window, on average: running ${perSlow(apiTotals.running)} ms, waiting for a vCPU ${perSlow(apiTotals.runnable)} ms, asleep ${perSlow(apiTotals.asleep)} ms.`);
 console.log('What the two vCPUs ran in those windows (ms per slow publish):');
 for (const [name, ms] of [...users].sort((a, b) => b[1] - a[1]).slice(0, 8)) console.log(`  ${name.padEnd(34)} ${perSlow(ms)}`);
-if (env.TAIL_KEEP === '1') console.log(`\nTrace files: ${dir}`);
-else rmSync(dir, { recursive: true, force: true });
+session.finish();
