@@ -5,13 +5,14 @@
 // throughput slice to its last delivery. The pipeline's threads are those of `hookrelay serve` and of
 // the benchmark (publishers and receiver). It prints:
 //   - how the slice's time divides: every vCPU busy; a vCPU idle while a pipeline thread waited
-//     (runnable, not running) on another; a vCPU idle with no pipeline thread waiting;
+//     (runnable, not running) behind another task on a busy vCPU; a vCPU idle while a thread woken
+//     onto it had yet to run; a vCPU idle with no pipeline thread waiting;
 //   - each time a pipeline thread had to wait for a vCPU: after a wake-up placed it on a busy vCPU,
 //     or after it was preempted, and whether another vCPU was idle at that moment; how long it
 //     waited, and whether it then ran where it waited;
 //   - how long a wake-up onto an idle vCPU took to run.
-// Session 16 found a vCPU idle, with a pipeline thread waiting on the other, for a quarter of the
-// slice (docs/benchmarks.md).
+// Session 16 found a vCPU idle, with a pipeline thread waiting on the other, for more than a third
+// of the slice (docs/benchmarks.md).
 //
 // Needs Linux, `perf`, and the permission to trace scheduler events (root here). Every BENCH_*
 // variable reaches bench/run.js unchanged. Own knob: IDLE_KEEP=1 keeps the trace (its folder is
@@ -83,7 +84,7 @@ function analyse(events, pipeline) {
   const running = new Map();
   /** Pipeline threads waiting for a vCPU: tid -> { from, cpu, cause, otherIdle }. */
   const waiting = new Map();
-  const split = { allBusy: 0, idleWhileWaiting: 0, idleNothingWaiting: 0 };
+  const split = { allBusy: 0, idleWhileWaiting: 0, idleWhileWaking: 0, idleNothingWaiting: 0 };
   const busyBy = { pipeline: 0, other: 0 };
   const waits = [];
   const isIdle = (cpu) => running.get(cpu) === 0;
@@ -94,7 +95,8 @@ function analyse(events, pipeline) {
       const dt = e.t - last;
       const idle = cpus.filter(isIdle).length;
       if (idle === 0) split.allBusy += dt;
-      else if (waiting.size > 0) split.idleWhileWaiting += dt;
+      else if ([...waiting.values()].some((w) => !isIdle(w.cpu))) split.idleWhileWaiting += dt;
+      else if (waiting.size > 0) split.idleWhileWaking += dt;
       else split.idleNothingWaiting += dt;
       for (const cpu of cpus) {
         const tid = running.get(cpu);
@@ -125,13 +127,14 @@ function percentile(sorted, p) {
 const run = await runBenchmark().catch((error) => fail(error.message));
 const events = session.readEvents(schedFile);
 const { cpus, split, busyBy, waits } = analyse(events, run.tids);
-const span = split.allBusy + split.idleWhileWaiting + split.idleNothingWaiting;
+const span = split.allBusy + split.idleWhileWaiting + split.idleWhileWaking + split.idleNothingWaiting;
 const pct = (part, whole) => `${((100 * part) / Math.max(whole, 1e-9)).toFixed(1)} %`;
 
 console.log(run.summary);
 console.log(`\nTraced the first throughput slice: ${span.toFixed(2)} s on ${cpus.length} vCPUs; pipeline: ${run.tids.size} threads (hookrelay serve ${run.serverPid}, benchmark ${run.benchPid}).`);
 console.log(`  every vCPU busy                                          ${pct(split.allBusy, span)}`);
 console.log(`  a vCPU idle while a pipeline thread waited on another   ${pct(split.idleWhileWaiting, span)}`);
+console.log(`  a vCPU idle while a thread woken onto it had yet to run ${pct(split.idleWhileWaking, span)}`);
 console.log(`  a vCPU idle, no pipeline thread waiting                 ${pct(split.idleNothingWaiting, span)}`);
 console.log(`  vCPU time used: pipeline ${busyBy.pipeline.toFixed(2)} s, other tasks ${busyBy.other.toFixed(2)} s, of ${(span * cpus.length).toFixed(2)} s`);
 console.log('\nWaits of pipeline threads for a vCPU (count, total, p50 / p90, share that ran where they waited):');
