@@ -71,7 +71,7 @@ export function startSchedRecorder(file) {
  *   { t, cpu, kind: 'wakeup', tid, targetCpu }
  * Throws if `perf script` fails.
  */
-export function readSchedEvents(file) {
+function readSchedEvents(file) {
   const script = spawnSync('perf', ['script', '-i', file, '-F', 'cpu,time,event,trace', '--ns'], { maxBuffer: 1 << 30, encoding: 'utf8' });
   if (script.status !== 0) throw new Error(`perf script failed: ${script.stderr}`);
   const events = [];
